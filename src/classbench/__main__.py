@@ -1,0 +1,3 @@
+from classbench.cli import main
+
+main()

@@ -1,0 +1,71 @@
+"""Seeded class subsets and per-class caps that nest and reproduce.
+
+Nesting: the classes are put in one seeded order and an N-class subset is the first N of it
+(after the background class, which is always kept and counts among the N), so with one seed the
+10-class subset lies inside the 25-class one. Images per class are ordered by a seed derived
+from the run seed and the class name alone, so a class contributes the same images at every N.
+Everything is ordered from sorted ids with `random.Random`, which gives the same sequence on any
+machine and Python version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+from classbench.datasets.base import Dataset, Sample
+from classbench.errors import UserError
+
+
+@dataclass(frozen=True)
+class Selection:
+    classes: list[str]
+    samples: list[Sample]
+    background: str | None
+
+
+def select(
+    dataset: Dataset,
+    n_classes: int | None = None,
+    per_class: int | None = None,
+    seed: int = 0,
+    background: str | None = None,
+) -> Selection:
+    if background is not None and background not in dataset.classes:
+        raise UserError(
+            f"--background {background!r} is not a class of {dataset.name}; "
+            f"classes are: {_preview(dataset.classes)}"
+        )
+    classes = class_order(dataset.classes, seed, background)
+    if n_classes is not None:
+        if n_classes < 1 or n_classes > len(classes):
+            raise UserError(f"--classes {n_classes}: the dataset has {len(classes)} classes (with images)")
+        if background is not None and n_classes < 2:
+            raise UserError("--classes must be at least 2 when a background class is kept")
+        classes = classes[:n_classes]
+    groups = dataset.by_class()
+    chosen: list[Sample] = []
+    for name in classes:
+        members = sorted(groups[name], key=lambda sample: sample.id)
+        random.Random(_class_seed(seed, name)).shuffle(members)
+        chosen.extend(members[:per_class] if per_class is not None else members)
+    chosen.sort(key=lambda sample: sample.id)
+    random.Random(seed).shuffle(chosen)
+    return Selection(classes=sorted(classes), samples=chosen, background=background)
+
+
+def class_order(classes: list[str], seed: int, background: str | None) -> list[str]:
+    """The seeded order whose prefixes are the nested subsets (background first)."""
+    regular = sorted(name for name in classes if name != background)
+    random.Random(seed).shuffle(regular)
+    return ([background] if background is not None else []) + regular
+
+
+def _class_seed(seed: int, name: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}\0{name}".encode()).digest()[:8], "big")
+
+
+def _preview(names: list[str], limit: int = 12) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", … ({len(names)} in all)" if len(names) > limit else "")

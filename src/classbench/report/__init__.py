@@ -1,0 +1,1 @@
+"""Reports built from run folders: the leaderboard table (and, later, HTML with plots)."""

@@ -1,0 +1,234 @@
+"""The run loop: sample, load the model (timed apart), ask in chunks, record every answer.
+
+Images are decoded in a background thread one chunk ahead, so decoding overlaps the model. A
+chunk is a fixed slice of the sampled order, so a resumed run forms the same batches. An image
+that cannot be read, or on which the model fails even when asked alone, is recorded as a
+failure and the run goes on.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter
+
+from classbench import provenance
+from classbench.datasets import Dataset, Sample, open_dataset, select
+from classbench.errors import ImageLoadError, UserError
+from classbench.spec import RunSpec
+from classbench.store import STORE_NAME, Prediction, Question, Store
+from classbench.strategies import strategy_class
+from classbench.strategies.base import Context, Item, Step, Strategy
+
+UNREADABLE = "unreadable image: "
+MODEL_ERROR = "model error: "
+GIVE_UP_AFTER = 20
+"""Consecutive failures with nothing answered yet that mean the model, not the data, is broken."""
+
+
+@dataclass
+class RunResult:
+    out: Path
+    resumed: bool
+    asked: int
+    total: int
+
+
+@dataclass
+class _Loaded:
+    items: list[Item]
+    failures: list[tuple[Sample, str]]
+
+
+class Progress:
+    """What the runner reports while it works; the CLI shows it as a progress bar."""
+
+    def start(self, total: int, done: int, description: str) -> None: ...
+    def advance(self, count: int) -> None: ...
+    def stop(self) -> None: ...
+
+
+def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callable[[str], None] = print) -> RunResult:
+    progress = progress or Progress()
+    dataset = open_dataset(spec.dataset, label_file=spec.label_file, split=spec.split,
+                           image_column=spec.image_column, label_column=spec.label_column)
+    selection = select(dataset, spec.classes, spec.per_class, spec.seed, spec.background)
+    strategy_type = strategy_class(spec.strategy)
+    out.mkdir(parents=True, exist_ok=True)
+    store = Store(out / STORE_NAME)
+    try:
+        resumed = store.begin_or_resume(
+            spec.identity(),
+            selection.samples,
+            {"spec": spec.model_dump(), "classes": selection.classes, "background": selection.background,
+             "dataset": {"name": dataset.name, "n_images": len(dataset.samples), "n_classes": len(dataset.classes),
+                         "skipped": dict(dataset.skipped)},
+             "provenance": provenance.collect()},
+        )
+        for reason, count in sorted(dataset.skipped.items()):
+            log(f"skipped {count} {reason}{'s' if count != 1 else ''} in {dataset.name}")
+        finished = _finished(store)
+        pending = [sample for sample in selection.samples if sample.id not in finished]
+        if resumed:
+            log(f"resuming {out}: {len(selection.samples) - len(pending)} of {len(selection.samples)} images done")
+        if not pending:
+            return RunResult(out, resumed, 0, len(selection.samples))
+
+        from classbench.models import load_model
+
+        started = perf_counter()
+        model = load_model(spec.model, spec.options, spec.device)
+        load_s = perf_counter() - started
+        context = Context(classes=selection.classes, background=selection.background, seed=spec.seed,
+                          options=spec.options, out=out, label_map=spec.label_map,
+                          map_threshold=spec.map_threshold)
+        strategy = strategy_type(model, context)
+        _check_same_model(store, model.describe())
+        store.set_meta({"model": model.describe(), "strategy": strategy.describe()})
+        store.start_session(device=str(model.settings.get("device", spec.device)), batch_size=spec.batch_size)
+        store.update_session(load_s=load_s)
+        log(f"loaded {model.model_id} in {load_s:.1f}s")
+
+        asked = _loop(store, dataset, selection.samples, finished, strategy, spec.batch_size, progress, model)
+        return RunResult(out, resumed, asked, len(selection.samples))
+    finally:
+        store.close()
+
+
+def _loop(store: Store, dataset: Dataset, samples: Sequence[Sample], finished: set[str], strategy: Strategy,
+          batch_size: int, progress: Progress, model) -> int:
+    chunks = [list(samples[start:start + batch_size]) for start in range(0, len(samples), batch_size)]
+    chunks = [chunk for chunk in chunks if any(sample.id not in finished for sample in chunk)]
+    progress.start(len(samples), len(finished), f"{model.model_id} · {strategy.name}")
+    asked = 0
+    streak = 0
+    clock = perf_counter()
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
+            def prefetch(index: int) -> Future[_Loaded] | None:
+                if index >= len(chunks):
+                    return None
+                whole = strategy.atomic_chunks
+                return pool.submit(_load_chunk, dataset, chunks[index], finished, whole)
+
+            upcoming = prefetch(0)
+            for index in range(len(chunks)):
+                loaded = upcoming.result()
+                upcoming = prefetch(index + 1)
+                done = store.questions_for(item.image_id for item in loaded.items)
+                for item in loaded.items:
+                    item.done = done[item.image_id]
+                records: list[tuple[str, list[Question], Prediction | None]] = [
+                    (sample.id, [], Prediction(sample.id, sample.label, None, "failed", UNREADABLE + reason))
+                    for sample, reason in loaded.failures if sample.id not in finished
+                ]
+                for step in _steps(strategy, loaded.items):
+                    if step.item.image_id in finished:
+                        continue
+                    prediction = _prediction(step) if step.final else None
+                    records.append((step.item.image_id, list(step.questions), prediction))
+                    if prediction is not None:
+                        streak = streak + 1 if prediction.status == "failed" else 0
+                        asked += 1
+                    if not strategy.atomic_chunks:
+                        clock = _write(store, records, clock, progress)
+                        records = []
+                clock = _write(store, records, clock, progress)
+                store.update_session(peak_rss_gb=_peak_rss_gb(), peak_gpu_gb=model.peak_gpu_gb())
+                if streak >= GIVE_UP_AFTER and asked == streak:
+                    raise UserError(f"the model failed on the first {streak} images; the last error: "
+                                    f"{_last_error(store)}")
+    finally:
+        progress.stop()
+    return asked
+
+
+def _write(store: Store, records: list[tuple[str, list[Question], Prediction | None]], clock: float,
+           progress: Progress) -> float:
+    if not records:
+        return clock
+    now = perf_counter()
+    done = sum(1 for _, _, prediction in records if prediction is not None)
+    with store.batch():
+        for image, questions, prediction in records:
+            store.record(image, questions, prediction)
+        store.add_work(images=done, seconds=now - clock)
+    progress.advance(done)
+    return now
+
+
+def _steps(strategy: Strategy, items: list[Item]) -> Iterator[Step]:
+    """Run a chunk; when the model fails on it, ask item by item so one bad image costs one image."""
+    if not items:
+        return
+    try:
+        yield from _complete(strategy, items)
+        return
+    except (KeyboardInterrupt, UserError):
+        raise
+    except Exception as error:
+        if len(items) == 1:
+            yield Step(item=items[0], questions=[], final=True, status="failed",
+                       detail={"error": MODEL_ERROR + f"{type(error).__name__}: {error}"})
+            return
+    for item in items:
+        yield from _steps(strategy, [item])
+
+
+def _complete(strategy: Strategy, items: list[Item]) -> Iterator[Step]:
+    """Buffer a chunk's steps when it is atomic, so a failure halfway writes nothing twice."""
+    if strategy.atomic_chunks:
+        yield from list(strategy.run(items))
+    else:
+        yield from strategy.run(items)
+
+
+def _prediction(step: Step) -> Prediction:
+    item = step.item
+    latencies = [q.latency_s for q in (*item.done.values(), *step.questions) if q.latency_s is not None]
+    detail = dict(step.detail or {})
+    error = detail.pop("error", None)
+    status = step.status if step.status == "failed" else ("ok" if step.prediction is not None else "invalid")
+    return Prediction(item.image_id, item.label, step.prediction, status, error,
+                      sum(latencies) if latencies else None, detail or None)
+
+
+def _load_chunk(dataset: Dataset, chunk: list[Sample], finished: set[str], whole: bool) -> _Loaded:
+    wanted = chunk if whole else [sample for sample in chunk if sample.id not in finished]
+    items, failures = [], []
+    for sample in wanted:
+        try:
+            items.append(Item(sample.id, sample.label, dataset.load(sample)))
+        except ImageLoadError as error:
+            failures.append((sample, str(error)))
+    return _Loaded(items, failures)
+
+
+def _finished(store: Store) -> set[str]:
+    """Images that need no more work: answered, or unreadable (model errors are retried)."""
+    return store.finished_images(retry_prefix=MODEL_ERROR)
+
+
+def _check_same_model(store: Store, described: dict) -> None:
+    stored = store.meta("model")
+    if stored and stored.get("revision") != described.get("revision"):
+        raise UserError(
+            f"{store.path.parent} was started with {stored.get('model_id')} at revision {stored.get('revision')}, "
+            f"but the model now loads at revision {described.get('revision')}; its answers would not be comparable. "
+            "Use another --out folder."
+        )
+
+
+def _last_error(store: Store) -> str:
+    failed = [p for p in store.predictions() if p.status == "failed"]
+    return failed[-1].error if failed else "unknown"
+
+
+def _peak_rss_gb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    scale = 1 if sys.platform == "darwin" else 1024
+    return round(peak * scale / 1024**3, 3)

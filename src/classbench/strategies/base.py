@@ -1,0 +1,78 @@
+"""What a strategy is: it turns a model and a label set into one prediction per image.
+
+The runner hands a strategy a chunk of items (image, label, and the questions already answered
+for it in the store) and records each `Step` the strategy yields in one transaction. A step
+without a prediction saves progress inside an image (one shuffle of a closed-set question, say),
+so a killed run resumes at question granularity: a strategy looks in `item.done` before asking.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from PIL import Image
+
+from classbench.errors import UserError
+from classbench.models.base import Backend
+from classbench.store import Question
+
+
+@dataclass
+class Item:
+    image_id: str
+    label: str
+    image: Image.Image
+    done: dict[str, Question] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Step:
+    item: Item
+    questions: Sequence[Question]
+    prediction: str | None = None
+    final: bool = False
+    status: str = "ok"
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a strategy knows about the run: the label set and the settings it may read."""
+
+    classes: list[str]
+    background: str | None
+    seed: int
+    options: dict[str, Any]
+    out: Any = None  # the run folder, for files a strategy writes beside the store
+    label_map: str | None = None
+    map_threshold: float = 0.5
+
+
+class Strategy(ABC):
+    name: ClassVar[str]
+    needs: ClassVar[str]
+    """The backend capability this strategy uses."""
+    atomic_chunks: ClassVar[bool] = False
+    """True when a chunk is answered at once: the runner then writes it in one transaction, so a
+    resumed run never splits a batch (and batch composition, hence numerics, stay identical)."""
+
+    def __init__(self, model: Backend, context: Context) -> None:
+        if self.needs not in model.capabilities:
+            can = ", ".join(sorted(model.capabilities)) or "nothing"
+            raise UserError(
+                f"--strategy {self.name} needs a model that can {self.needs}; {model.model_id} can {can}. "
+                "`classbench models` lists which backend suits which strategy."
+            )
+        self.model = model
+        self.context = context
+
+    def describe(self) -> dict[str, Any]:
+        """Prompts and settings, stored as provenance."""
+        return {"name": self.name}
+
+    @abstractmethod
+    def run(self, items: Sequence[Item]) -> Iterator[Step]:
+        """Yield steps for the items; every item must end with one final step."""
