@@ -54,3 +54,35 @@ class Classifier(Backend):
     def classify(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Return an (n_images, n_labels) array of probabilities."""
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One question about one image. `prompt` is the user text; the backend applies its chat template."""
+
+    image: Image.Image
+    prompt: str
+    max_new_tokens: int = 10
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What came back. `error` is set (and `text` empty) when the question could not be answered."""
+
+    text: str
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    latency_s: float | None = None
+    attempts: int = 1
+    error: str | None = None
+    first_token_logprobs: dict[str, float] | None = None
+
+
+class Generator(Backend):
+    """A backend that answers questions in words (VLMs, API models)."""
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({"generate"})
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Answer a batch of requests, in order. Batching, padding and concurrency are the backend's business."""
+        raise NotImplementedError
