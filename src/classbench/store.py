@@ -160,12 +160,16 @@ class Store:
     # --- answers -------------------------------------------------------------------------------
 
     def questions_for(self, images: Iterable[str]) -> dict[str, dict[str, Question]]:
-        """Questions already answered for these images (what a resumed run need not ask again)."""
+        """Questions already answered for these images (what a resumed run need not ask again).
+
+        A question stored with an error is not answered: it is left out, asked again, and its row
+        replaced by the new outcome.
+        """
         found: dict[str, dict[str, Question]] = {}
         for image in images:
             rows = self.db.execute(
                 "SELECT key, prompt, answer, label, latency_s, tokens_in, tokens_out, detail, error "
-                "FROM questions WHERE image = ? ORDER BY id",
+                "FROM questions WHERE image = ? AND error IS NULL ORDER BY id",
                 (image,),
             )
             found[image] = {row[0]: _question(row) for row in rows}
@@ -196,7 +200,7 @@ class Store:
         now = time.time()
         with self._transaction():
             self.db.executemany(
-                "INSERT INTO questions (image, key, prompt, answer, label, latency_s, tokens_in, tokens_out, "
+                "INSERT OR REPLACE INTO questions (image, key, prompt, answer, label, latency_s, tokens_in, tokens_out, "
                 "detail, error, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(image, q.key, q.prompt, q.answer, q.label, q.latency_s, q.tokens_in, q.tokens_out,
                   _json(q.detail), q.error, now) for q in questions],
