@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from classbench import usage
 from classbench.store import Prediction, Store
 
 INVALID = "(invalid)"
@@ -129,8 +130,22 @@ def compute(store: Store) -> dict[str, Any]:
         "confusion_matrix": {"labels": classes, "columns": [*classes, INVALID], "matrix": matrix.tolist()},
         **_speed(store, scored),
         "failures": [{"image": p.image, "error": p.error} for p in failed[:200]],
+        **usage.summary(store, len(scored)),
+        "strategy_summary": _strategy_summary(store, spec.get("strategy")),
         "spec": spec,
     }
+
+
+def _strategy_summary(store: Store, name: str | None) -> dict[str, Any] | None:
+    """A strategy's own figures (vote agreement, questions per image, …), when it offers `summarise`."""
+    from classbench.errors import UserError
+    from classbench.strategies import strategy_class
+
+    try:
+        summarise = getattr(strategy_class(name or ""), "summarise", None)
+    except UserError:
+        return None
+    return summarise(store) if summarise else None
 
 
 def _retryable(prediction: Prediction) -> bool:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
 
-from classbench import provenance
+from classbench import pricing, provenance
 from classbench.datasets import Dataset, Sample, open_dataset, select
 from classbench.errors import ImageLoadError, UserError
 from classbench.spec import RunSpec
@@ -36,6 +36,8 @@ class RunResult:
     resumed: bool
     asked: int
     total: int
+    stopped: str | None = None
+    """Why the run stopped before the end on purpose (--max-cost), with how to go on."""
 
 
 @dataclass
@@ -52,12 +54,14 @@ class Progress:
     def stop(self) -> None: ...
 
 
-def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callable[[str], None] = print) -> RunResult:
+def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callable[[str], None] = print,
+        check_batching: bool = False) -> RunResult:
     progress = progress or Progress()
     dataset = open_dataset(spec.dataset, label_file=spec.label_file, split=spec.split,
                            image_column=spec.image_column, label_column=spec.label_column)
-    selection = select(dataset, spec.classes, spec.per_class, spec.seed, spec.background)
     strategy_type = strategy_class(spec.strategy)
+    shots = spec.shots if spec.shots is not None else getattr(strategy_type, "default_shots", 0)
+    selection = select(dataset, spec.classes, spec.per_class, spec.seed, spec.background, shots=shots)
     out.mkdir(parents=True, exist_ok=True)
     store = Store(out / STORE_NAME)
     try:
@@ -81,26 +85,37 @@ def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callabl
         from classbench.models import load_model
 
         started = perf_counter()
-        model = load_model(spec.model, spec.options, spec.device)
+        model = load_model(spec.model, spec.model_options(), spec.device)
         load_s = perf_counter() - started
         context = Context(classes=selection.classes, background=selection.background, seed=spec.seed,
                           options=spec.options, out=out, label_map=spec.label_map,
-                          map_threshold=spec.map_threshold)
+                          map_threshold=spec.map_threshold, prompt=spec.prompt, shuffles=spec.shuffles,
+                          binary_order=spec.binary_order, max_new_tokens=spec.max_new_tokens,
+                          batch_size=spec.batch_size, shots=selection.shots, load_image=dataset.load)
         strategy = strategy_type(model, context)
+        if check_batching:
+            from classbench import batching
+
+            batching.check(strategy_type, model, context, dataset, pending, log)
         _check_same_model(store, model.describe())
         store.set_meta({"model": model.describe(), "strategy": strategy.describe()})
         store.start_session(device=str(model.settings.get("device", spec.device)), batch_size=spec.batch_size)
         store.update_session(load_s=load_s)
         log(f"loaded {model.model_id} in {load_s:.1f}s")
 
-        asked = _loop(store, dataset, selection.samples, finished, strategy, spec.batch_size, progress, model)
+        budget = pricing.Budget.for_run(spec.max_cost, model.describe())
+        try:
+            asked = _loop(store, dataset, selection.samples, finished, strategy, spec.batch_size, progress, model,
+                          budget)
+        except pricing.BudgetReached as stop:
+            return RunResult(out, resumed, store.sessions()[-1]["n_images"], len(selection.samples), stopped=str(stop))
         return RunResult(out, resumed, asked, len(selection.samples))
     finally:
         store.close()
 
 
 def _loop(store: Store, dataset: Dataset, samples: Sequence[Sample], finished: set[str], strategy: Strategy,
-          batch_size: int, progress: Progress, model) -> int:
+          batch_size: int, progress: Progress, model, budget: pricing.Budget | None = None) -> int:
     chunks = [list(samples[start:start + batch_size]) for start in range(0, len(samples), batch_size)]
     chunks = [chunk for chunk in chunks if any(sample.id not in finished for sample in chunk)]
     progress.start(len(samples), len(finished), f"{model.model_id} · {strategy.name}")
@@ -117,6 +132,8 @@ def _loop(store: Store, dataset: Dataset, samples: Sequence[Sample], finished: s
 
             upcoming = prefetch(0)
             for index in range(len(chunks)):
+                if budget is not None:
+                    budget.check(store, len(chunks[index]))
                 loaded = upcoming.result()
                 upcoming = prefetch(index + 1)
                 done = store.questions_for(item.image_id for item in loaded.items)

@@ -10,14 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from classbench.errors import UserError
 
-RUNTIME_FIELDS = frozenset({"batch_size", "device"})
+API_RUNTIME_FIELDS = frozenset({"base_url", "api_key_env", "concurrency", "rpm", "timeout_s", "max_retries",
+                                "price_in", "price_out", "max_cost"})
+"""API settings change speed, retries and the bill, never answers: the model name is the identity, so a
+fleet of servers can change between sessions of one run."""
+RUNTIME_FIELDS = frozenset({"batch_size", "device", "device_map", "trust_remote_code"}) | API_RUNTIME_FIELDS
 
 
 class RunSpec(BaseModel):
@@ -28,6 +32,7 @@ class RunSpec(BaseModel):
     strategy: str = "direct"
     classes: int | None = Field(default=None, ge=1)
     per_class: int | None = Field(default=None, ge=1)
+    shots: int | None = Field(default=None, ge=0, description="labelled images per class held out for a probe to learn from (probe: 5)")
     seed: int = 0
     background: str | None = None
     label_file: str | None = None
@@ -37,8 +42,31 @@ class RunSpec(BaseModel):
     label_map: str | None = Field(default=None, description="explicit model-label → class mapping file (direct)")
     map_threshold: float = Field(default=0.5, ge=-1.0, le=1.0)
     options: dict[str, Any] = Field(default_factory=dict, description="backend- and strategy-specific settings")
+    prompt: str | None = Field(default=None, description="prompt template ({classes} or {class}); default: the strategy's published prompt")
+    shuffles: int = Field(default=1, ge=1, description="closed-set: times each image is asked, class names in a seeded order")
+    binary_order: Literal["seeded", "fixed"] = Field(default="seeded", description="binary: class order per image")
+    max_new_tokens: int = Field(default=10, ge=1)
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    max_pixels: int | None = Field(default=None, ge=1, description="upper bound on an image's pixels before the model")
+    attn_implementation: str | None = None
     batch_size: int = Field(default=16, ge=1)
     device: str = "auto"
+    device_map: str | None = None
+    trust_remote_code: bool = False
+    base_url: list[str] | None = Field(default=None, description="openai: server URL(s) ending in /v1; several share the load [default: the OpenAI API]")
+    api_key_env: str | None = Field(default=None, description="openai: environment variable holding the API key [default: OPENAI_API_KEY]")
+    concurrency: int | None = Field(default=None, ge=1, description="openai: requests in flight across all servers [default: 16]")
+    rpm: float | None = Field(default=None, gt=0, description="openai: at most this many requests per minute")
+    timeout_s: float | None = Field(default=None, gt=0, description="openai: seconds before a request is abandoned and retried [default: 60]")
+    max_retries: int | None = Field(default=None, ge=0, description="openai: retries per question after 429, 5xx, timeouts, dropped connections [default: 6]")
+    price_in: float | None = Field(default=None, ge=0, description="USD per million input tokens [default: the price table]")
+    price_out: float | None = Field(default=None, ge=0, description="USD per million output tokens [default: the price table]")
+    max_cost: float | None = Field(default=None, gt=0, description="stop cleanly once the run has cost this many USD")
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _url_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @field_validator("dataset", "label_file", "label_map")
     @classmethod
@@ -47,6 +75,13 @@ class RunSpec(BaseModel):
         if value is None or value.startswith("hf:"):
             return value
         return str(Path(value).expanduser().resolve())
+
+    def model_options(self) -> dict[str, Any]:
+        """What the backend loader receives: `options` plus the model settings that have flags."""
+        named = {"dtype": None if self.dtype == "auto" else self.dtype, "max_pixels": self.max_pixels, "attn_implementation": self.attn_implementation,
+                 "device_map": self.device_map, "trust_remote_code": self.trust_remote_code or None}
+        named.update({name: getattr(self, name) for name in API_RUNTIME_FIELDS - {"max_cost"}})
+        return {**self.options, **{key: value for key, value in named.items() if value is not None}}
 
     def identity(self) -> dict[str, Any]:
         return self.model_dump(exclude=set(RUNTIME_FIELDS))
@@ -93,7 +128,19 @@ def _explain(error: ValidationError, config: Path | None) -> str:
     return f"bad value for {where!r}{source}: {first['msg']} (got {first.get('input')!r})"
 
 
-def describe_difference(stored: dict[str, Any], current: dict[str, Any]) -> str:
-    keys = sorted(set(stored) | set(current))
-    changed = [f"{key}: {stored.get(key)!r} → {current.get(key)!r}" for key in keys if stored.get(key) != current.get(key)]
-    return "; ".join(changed)
+def identity_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What differs between a stored run's identity and the current spec's, as `field: old → new`.
+
+    A setting added to classbench after the run started is no difference while it keeps its
+    default (the run was made with the behaviour the default preserves), so an upgrade never
+    strands a half-finished run.
+    """
+    changed = []
+    for key in sorted(set(stored) | set(current)):
+        if key not in stored and key in RunSpec.model_fields:
+            old = RunSpec.model_fields[key].get_default(call_default_factory=True)
+        else:
+            old = stored.get(key)
+        if old != current.get(key):
+            changed.append(f"{key}: {old!r} → {current.get(key)!r}")
+    return changed

@@ -20,7 +20,7 @@ from typing import Any
 
 from classbench.datasets.base import Sample
 from classbench.errors import UserError
-from classbench.spec import describe_difference
+from classbench.spec import identity_differences
 
 STORE_NAME = "run.sqlite"
 SCHEMA_VERSION = "1"
@@ -142,9 +142,10 @@ class Store:
                      {"schema": SCHEMA_VERSION, "identity": identity, "created": time.time(), **meta}.items()],
                 )
             return False
-        if stored != identity:
+        differences = identity_differences(stored, identity)
+        if differences:
             raise UserError(
-                f"{self.path.parent} holds a different run ({describe_difference(stored, identity)}). "
+                f"{self.path.parent} holds a different run ({'; '.join(differences)}). "
                 "Use another --out folder, or the same settings to resume this one."
             )
         if self.samples() != [(sample.id, sample.label) for sample in samples]:

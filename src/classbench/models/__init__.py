@@ -38,6 +38,26 @@ REGISTRY: dict[str, Entry] = {
         "a torchvision ImageNet classifier by name, with its default weights (downloads weights)",
         "torchvision:resnet50",
     ),
+    "hf": Entry(
+        "classbench.models.hf_vlm:load_hf",
+        "a vision-language model through transformers, by hub id or local folder (closed-set, binary)",
+        "hf:Qwen/Qwen2-VL-7B-Instruct",
+    ),
+    "openai": Entry(
+        "classbench.models.openai_api:load_openai",
+        "an OpenAI-compatible chat server: the OpenAI API, or vLLM/SGLang/transformers serve with --base-url",
+        "openai:gpt-4o",
+    ),
+    "clip": Entry(
+        "classbench.models.clip:load_hf_clip",
+        "zero-shot CLIP, SigLIP or a compatible transformers image-text model: hub id or local folder",
+        "clip:openai/clip-vit-base-patch32",
+    ),
+    "open_clip": Entry(
+        "classbench.models.clip:load_open_clip",
+        "zero-shot open_clip model ARCH/TAG (needs open-clip-torch; TAG may be a checkpoint file)",
+        "open_clip:ViT-B-32/laion2b_s34b_b79k",
+    ),
 }
 
 

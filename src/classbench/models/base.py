@@ -7,12 +7,15 @@ backend with a clear message instead of failing deep inside a loop:
 - `generate`: images + prompts → text (VLMs, API models).
 - `score`: image + prompt + candidate answers → log-probabilities.
 - `embed`: images → feature vectors (for probes).
+- `zero_shot`: images + class names → probabilities over those names (image-text models such as
+  CLIP and SigLIP, which need no label mapping).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -85,4 +88,26 @@ class Generator(Backend):
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Answer a batch of requests, in order. Batching, padding and concurrency are the backend's business."""
+        raise NotImplementedError
+
+
+class ZeroShotModel(Backend):
+    """An image-text model: it scores images against class names it is given at run time.
+
+    Text embeddings depend only on the class names and prompt templates, so they are prepared once
+    per label set (`prepare_classes`, cached as a file in the run folder) and reused for every batch.
+    """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({"zero_shot", "embed"})
+
+    def prepare_classes(self, class_names: Sequence[str], cache_dir: Path | None = None) -> dict[str, Any]:
+        """Compute (or read back) the class text embeddings; returns what to record as provenance."""
+        raise NotImplementedError
+
+    def classify_classes(self, images: Sequence[Image.Image], class_names: Sequence[str]) -> np.ndarray:
+        """Return an (n_images, n_classes) array of probabilities, columns in `class_names` order."""
+        raise NotImplementedError
+
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Return an (n_images, dim) array of image features."""
         raise NotImplementedError

@@ -9,12 +9,13 @@ so a killed run resumes at question granularity: a strategy looks in `item.done`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from PIL import Image
 
+from classbench.datasets.base import Sample
 from classbench.errors import UserError
 from classbench.models.base import Backend
 from classbench.store import Question
@@ -49,21 +50,32 @@ class Context:
     out: Any = None  # the run folder, for files a strategy writes beside the store
     label_map: str | None = None
     map_threshold: float = 0.5
+    prompt: str | None = None
+    shuffles: int = 1
+    binary_order: str = "seeded"
+    max_new_tokens: int = 10
+    batch_size: int = 16
+    """Requests per model call; a strategy may split a chunk's questions into calls of this size."""
+    shots: Sequence[Sample] = ()
+    """Labelled samples held out of the evaluation set for strategies that learn (probe)."""
+    load_image: Callable[[Sample], Image.Image] | None = None
+    """Decodes a shot sample (the dataset's `load`); raises ImageLoadError for an unreadable one."""
 
 
 class Strategy(ABC):
     name: ClassVar[str]
-    needs: ClassVar[str]
-    """The backend capability this strategy uses."""
+    needs: ClassVar[str | tuple[str, ...]]
+    """The backend capability this strategy uses (a tuple: any one of them)."""
     atomic_chunks: ClassVar[bool] = False
     """True when a chunk is answered at once: the runner then writes it in one transaction, so a
     resumed run never splits a batch (and batch composition, hence numerics, stay identical)."""
 
     def __init__(self, model: Backend, context: Context) -> None:
-        if self.needs not in model.capabilities:
+        needs = (self.needs,) if isinstance(self.needs, str) else self.needs
+        if not any(need in model.capabilities for need in needs):
             can = ", ".join(sorted(model.capabilities)) or "nothing"
             raise UserError(
-                f"--strategy {self.name} needs a model that can {self.needs}; {model.model_id} can {can}. "
+                f"--strategy {self.name} needs a model that can {' or '.join(needs)}; {model.model_id} can {can}. "
                 "`classbench models` lists which backend suits which strategy."
             )
         self.model = model

@@ -1,0 +1,134 @@
+"""The `binary` strategy: "is the {class} in this photo?", one class at a time, until a yes.
+
+The background class is never asked about. The other classes are asked in a seeded order per
+image (SHA-256 of run seed and image id; `--binary-order fixed` asks in class-list order), and
+asking stops at the first yes, whose class is the prediction. With a background class that is at
+most N−1 questions, and no yes means background; without one, every class may be asked, and no yes
+is the explicit prediction `(none)`, which counts as wrong. An answer that is neither yes nor no
+(`parse_yes_no`) counts as not-yes and is reported as invalid.
+
+Keys are `ask:<class>`. A chunk is asked in rounds: round r asks every image still without a yes
+its r-th class, in calls of `batch_size`. A question the model could not answer ends the image as
+a failed model error, retried by the next run; answered questions are never asked again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from classbench.answers import parse_yes_no
+from classbench.models.base import Generator
+from classbench.store import Question, Store
+from classbench.strategies.asking import ask, check_template, failed_step, fill, question, seeded_order
+from classbench.strategies.base import Context, Item, Step, Strategy
+
+DEFAULT_PROMPT = "Answer the question in a single word: yes or no. Is the {class} in this photo?"
+PREFIX = "ask:"
+NONE = "(none)"
+REPLIES = {True: "yes", False: "no", None: "invalid"}
+
+
+@dataclass
+class _Walk:
+    """One image's way through its class order."""
+
+    item: Item
+    order: list[str]
+    position: int = 0
+    new: list[Question] = field(default_factory=list)
+
+
+class Binary(Strategy):
+    name = "binary"
+    needs = "generate"
+    model: Generator
+
+    def __init__(self, model: Generator, context: Context) -> None:
+        super().__init__(model, context)
+        self.template = check_template(context.prompt or DEFAULT_PROMPT, "{class}", self.name)
+        self.askable = [name for name in context.classes if name != context.background]
+        self.no_yes = context.background or NONE
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "prompt": self.template, "order": self.context.binary_order,
+                "no_yes": self.no_yes, "max_questions": len(self.askable),
+                "max_new_tokens": self.context.max_new_tokens}
+
+    def order(self, image_id: str) -> list[str]:
+        if self.context.binary_order == "fixed":
+            return list(self.askable)
+        return seeded_order(self.askable, self.context.seed, image_id, "binary")
+
+    def run(self, items: Sequence[Item]) -> Iterator[Step]:
+        walks = []
+        for item in items:
+            walk = _Walk(item, self.order(item.image_id))
+            step = self._advance(walk)
+            if step is not None:
+                yield step
+            else:
+                walks.append(walk)
+        while walks:
+            asks = [(walk, walk.item.image, fill(self.template, "{class}", walk.order[walk.position]))
+                    for walk in walks]
+            still = []
+            for answers in ask(self.model, asks, self.context.batch_size, self.context.max_new_tokens):
+                for walk, prompt, generation in answers:
+                    name = walk.order[walk.position]
+                    reply = parse_yes_no(generation.text) if generation.error is None else None
+                    detail = {"reply": REPLIES[reply], "round": walk.position}
+                    asked = question(f"{PREFIX}{name}", prompt, generation, name if reply else None, detail)
+                    if asked.error:
+                        yield failed_step(walk.item, [asked], asked.error)
+                        continue
+                    step = self._advance(walk, asked)
+                    yield step or Step(item=walk.item, questions=[asked])
+                    walk.item.done[asked.key] = asked
+                    if step is None:
+                        still.append(walk)
+            walks = still
+
+    def _advance(self, walk: _Walk, asked: Question | None = None) -> Step | None:
+        """Move past answered classes; a final step at the first yes or the end, else None."""
+        new = [asked] if asked else []
+        answered = {**walk.item.done, **({asked.key: asked} if asked else {})}
+        while walk.position < len(walk.order):
+            previous = answered.get(f"{PREFIX}{walk.order[walk.position]}")
+            if previous is None:
+                return None
+            if (previous.detail or {}).get("reply") == "yes":
+                return Step(item=walk.item, questions=new, prediction=walk.order[walk.position], final=True,
+                            detail={"questions": walk.position + 1, "outcome": "yes"})
+            walk.position += 1
+        return Step(item=walk.item, questions=new, prediction=self.no_yes, final=True,
+                    detail={"questions": walk.position, "outcome": "no yes"})
+
+    @classmethod
+    def summarise(cls, store: Store) -> dict[str, Any] | None:
+        """Questions per image, images that got no yes, and answers that were neither yes nor no."""
+        asked: dict[str, int] = defaultdict(int)
+        invalid = 0
+        for image, q in store.all_questions():
+            if q.key.startswith(PREFIX) and q.error is None:
+                asked[image] += 1
+                invalid += (q.detail or {}).get("reply") == "invalid"
+        finished = [p for p in store.predictions() if p.status != "failed"]
+        if not finished:
+            return None
+        counts = [asked[p.image] for p in finished]
+        return {
+            "questions_per_image": sum(counts) / len(counts),
+            "max_questions_per_image": max(counts),
+            "images_with_no_yes": sum((p.detail or {}).get("outcome") == "no yes" for p in finished),
+            "invalid_yes_no": invalid,
+            "questions": sum(asked.values()),
+        }
+
+    @staticmethod
+    def summary_line(summary: dict[str, Any]) -> str:
+        return (f"binary: {summary['questions_per_image']:.2f} questions per image "
+                f"(max {summary['max_questions_per_image']}), {summary['images_with_no_yes']} images with no yes, "
+                f"{summary['invalid_yes_no']} invalid yes/no answers")

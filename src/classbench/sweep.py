@@ -1,0 +1,95 @@
+"""Class-count sweeps: accuracy against the number of classes, one resumable run per point.
+
+A sweep is the product models × strategies × class counts. Each point is an ordinary run (its
+spec is the sweep's settings with `classes=N`) in its own folder, `OUT/<model>-<strategy>/n<N>/`,
+so a killed sweep resumes point by point and question by question, and any point can be opened
+with `classbench report` like a run of its own. The sampler nests class subsets and keeps each
+class's images fixed across N for one seed, so the points compare like with like.
+
+Points are executed by a function the caller passes in (the CLI passes `classbench run` itself),
+so a sweep point is exactly what `classbench run` would produce with the same settings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from classbench.errors import UserError
+from classbench.spec import RunSpec
+
+
+@dataclass(frozen=True)
+class Point:
+    spec: RunSpec
+    folder: Path
+
+
+def parse_sizes(text: str) -> list[int]:
+    """`10,25,50` → [10, 25, 50]: sorted, without repeats, every one at least 1."""
+    sizes: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            size = int(part)
+        except ValueError:
+            raise UserError(f"--classes {text!r}: expected class counts separated by commas, e.g. 10,25,50") from None
+        if size < 1:
+            raise UserError(f"--classes {text!r}: every class count must be at least 1 (got {size})")
+        sizes.add(size)
+    if not sizes:
+        raise UserError("--classes: give at least one class count, e.g. --classes 10,25,50")
+    return sorted(sizes)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "model"
+
+
+def point_folder(out: Path, spec: RunSpec) -> Path:
+    return out / f"{slug(spec.model)}-{slug(spec.strategy)}" / f"n{spec.classes}"
+
+
+def plan(bases: Sequence[RunSpec], sizes: Sequence[int], out: Path) -> list[Point]:
+    """One point per base spec (a model × strategy) and class count, in the order they will run."""
+    points = []
+    for base in bases:
+        for size in sizes:
+            spec = RunSpec(**{**base.model_dump(), "classes": size})
+            points.append(Point(spec, point_folder(out, spec)))
+    folders = [point.folder for point in points]
+    if len(set(folders)) != len(folders):
+        raise UserError("two sweep points map to the same folder: give each --model and --strategy once")
+    return points
+
+
+def check_sizes(spec: RunSpec, sizes: Sequence[int]) -> None:
+    """Fail before the first point runs, not after hours, when a class count cannot be sampled."""
+    from classbench.datasets import open_dataset, select
+
+    dataset = open_dataset(spec.dataset, label_file=spec.label_file, split=spec.split,
+                           image_column=spec.image_column, label_column=spec.label_column)
+    for size in sizes:
+        try:
+            select(dataset, size, spec.per_class, spec.seed, spec.background)
+        except UserError as error:
+            raise UserError(f"sweep point N={size}: {error}") from None
+
+
+def run_points(points: Sequence[Point], execute: Callable[[Point], Any],
+               log: Callable[[str], None] = print) -> None:
+    for index, point in enumerate(points, 1):
+        log(f"sweep point {index}/{len(points)}: {point.spec.model} · {point.spec.strategy} · "
+            f"{point.spec.classes} classes → {point.folder}")
+        execute(point)
+
+
+def results(points: Sequence[Point]) -> list[dict[str, Any]]:
+    """Each point's metrics, recomputed from its store, with the folder it came from."""
+    from classbench.report.leaderboard import load_metrics
+
+    return [{**load_metrics(point.folder), "folder": str(point.folder)} for point in points]
