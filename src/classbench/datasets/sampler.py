@@ -6,13 +6,17 @@ Nesting: the classes are put in one seeded order and an N-class subset is the fi
 from the run seed and the class name alone, so a class contributes the same images at every N.
 Everything is ordered from sorted ids with `random.Random`, which gives the same sequence on any
 machine and Python version.
+
+Shots (labelled images a probe learns from) are the first K of each class's seeded order and the
+evaluation images the next `per_class`, so shots are never evaluated, and the same K gives the same
+shots at every class count and every cap. With no shots the selection is exactly as without them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from classbench.datasets.base import Dataset, Sample
 from classbench.errors import UserError
@@ -23,6 +27,8 @@ class Selection:
     classes: list[str]
     samples: list[Sample]
     background: str | None
+    shots: list[Sample] = field(default_factory=list)
+    """Held out of `samples`: per class (in class order), the first K of its seeded order."""
 
 
 def select(
@@ -31,6 +37,7 @@ def select(
     per_class: int | None = None,
     seed: int = 0,
     background: str | None = None,
+    shots: int = 0,
 ) -> Selection:
     if background is not None and background not in dataset.classes:
         raise UserError(
@@ -46,13 +53,16 @@ def select(
         classes = classes[:n_classes]
     groups = dataset.by_class()
     chosen: list[Sample] = []
-    for name in classes:
+    held_out: list[Sample] = []
+    for name in sorted(classes):
         members = sorted(groups[name], key=lambda sample: sample.id)
         random.Random(_class_seed(seed, name)).shuffle(members)
+        held_out.extend(members[:shots])
+        members = members[shots:]
         chosen.extend(members[:per_class] if per_class is not None else members)
     chosen.sort(key=lambda sample: sample.id)
     random.Random(seed).shuffle(chosen)
-    return Selection(classes=sorted(classes), samples=chosen, background=background)
+    return Selection(classes=sorted(classes), samples=chosen, background=background, shots=held_out)
 
 
 def class_order(classes: list[str], seed: int, background: str | None) -> list[str]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -29,12 +29,37 @@ class TorchClassifier(Classifier):
     preprocess: Callable[[Image.Image], torch.Tensor] | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     labels: Sequence[BackendLabel] = ()
+    capabilities: ClassVar[frozenset[str]] = frozenset({"classify", "embed"})
 
     @torch.inference_mode()
     def classify(self, images: Sequence[Image.Image]) -> np.ndarray:
         batch = torch.stack([self.preprocess(image) for image in images]).to(self.device)
         logits = self.network(batch).float()
         return torch.softmax(logits, dim=-1).cpu().numpy()
+
+    @torch.inference_mode()
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Penultimate-layer features: the input of the final classification layer.
+
+        Read with a hook on that layer rather than per-architecture code, so every ImageNet
+        network (EfficientNet-Lite's `_fc`, timm heads, torchvision `fc`/`classifier`) gives the
+        pooled features its own classifier sees.
+        """
+        captured: list[torch.Tensor] = []
+        handle = self._head().register_forward_hook(lambda _, inputs, __: captured.append(inputs[0]))
+        try:
+            self.network(torch.stack([self.preprocess(image) for image in images]).to(self.device))
+        finally:
+            handle.remove()
+        return captured[0].float().flatten(1).cpu().numpy()
+
+    def _head(self) -> torch.nn.Linear:
+        heads = [module for module in self.network.modules()
+                 if isinstance(module, torch.nn.Linear) and module.out_features == len(self.labels)]
+        if not heads:
+            raise UserError(f"{self.model_id}: no final linear layer with {len(self.labels)} outputs to read "
+                            "features from; this network cannot be used by --strategy probe")
+        return heads[-1]
 
     def peak_gpu_gb(self) -> float | None:
         return peak_gpu_gb()

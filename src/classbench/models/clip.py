@@ -1,0 +1,268 @@
+"""Zero-shot image-text models: transformers CLIP, SigLIP and compatible models, and open_clip.
+
+Both loaders build one `ImageTextModel` from two encoders (images → features, texts → features),
+so scoring, the prompt ensemble and the text-embedding cache are one code path whatever the
+library. A class's text embedding is the normalised mean of its normalised template embeddings
+(the ensemble of Radford et al. 2021); an image's probabilities are the softmax of the model's
+own logit scale times cosine similarity over the target classes only. SigLIP's logit bias is a
+constant per image, so it cannot change a softmax over classes and is left out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from classbench.errors import UserError
+from classbench.models.base import ZeroShotModel
+from classbench.models.torch_utils import file_sha256, peak_gpu_gb, resolve_device
+
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "a blurry photo of a {}.",
+    "a photo of the large {}.",
+    "a photo of the small {}.",
+    "a close-up photo of a {}.",
+    "a bright photo of a {}.",
+    "a cropped photo of a {}.",
+)
+"""A small generic ensemble drawn from the CLIP paper's ImageNet prompts; override with the
+`templates` option (a list in a YAML config, a text file with one template per line, or one
+template string). `{}` is replaced by the class name."""
+
+TEXT_BATCH = 256
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+TEXT_PADDING = {"siglip": "max_length", "siglip2": "max_length"}
+"""SigLIP text towers were trained on text padded to the full length and pool the last position,
+so shorter padding changes their embeddings; CLIP pools at the end-of-text token and pads to the
+longest text."""
+
+ImageEncoder = Callable[[Sequence[Image.Image]], torch.Tensor]
+TextEncoder = Callable[[list[str]], torch.Tensor]
+
+
+@dataclass
+class ImageTextModel(ZeroShotModel):
+    encode_images: ImageEncoder | None = None
+    encode_texts: TextEncoder | None = None
+    logit_scale: float = 100.0
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    network: torch.nn.Module | None = None
+    _classes: dict[tuple[str, ...], torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def prepare_classes(self, class_names: Sequence[str], cache_dir: Path | None = None) -> dict[str, Any]:
+        names = tuple(class_names)
+        key = self._cache_key(names)
+        path = Path(cache_dir) / f"text_embeddings-{key}.npz" if cache_dir is not None else None
+        embeddings = _read_cache(path, names) if path is not None else None
+        cached = embeddings is not None
+        if embeddings is None:
+            embeddings = self._class_embeddings(names)
+            if path is not None:
+                _write_cache(path, embeddings, names, self.templates)
+        self._classes[names] = torch.from_numpy(embeddings)
+        return {"templates": list(self.templates), "text_embeddings_file": path.name if path else None,
+                "text_embeddings_cached": cached}
+
+    @torch.inference_mode()
+    def classify_classes(self, images: Sequence[Image.Image], class_names: Sequence[str]) -> np.ndarray:
+        names = tuple(class_names)
+        if names not in self._classes:
+            self.prepare_classes(names)
+        features = torch.nn.functional.normalize(self.encode_images(images).float(), dim=-1).cpu()
+        logits = self.logit_scale * features @ self._classes[names].T
+        return torch.softmax(logits, dim=-1).numpy()
+
+    @torch.inference_mode()
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Unit-length image embeddings, the features CLIP-style linear probes are usually fitted on."""
+        return torch.nn.functional.normalize(self.encode_images(images).float(), dim=-1).cpu().numpy()
+
+    def peak_gpu_gb(self) -> float | None:
+        return peak_gpu_gb()
+
+    def close(self) -> None:
+        self.network = self.encode_images = self.encode_texts = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _cache_key(self, names: tuple[str, ...]) -> str:
+        text = json.dumps([self.model_id, self.revision, list(self.templates), list(names)], ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @torch.inference_mode()
+    def _class_embeddings(self, names: tuple[str, ...]) -> np.ndarray:
+        texts = [template.format(name) for name in names for template in self.templates]
+        parts = [self.encode_texts(texts[start:start + TEXT_BATCH]).float().cpu()
+                 for start in range(0, len(texts), TEXT_BATCH)]
+        per_template = torch.nn.functional.normalize(torch.cat(parts), dim=-1)
+        per_class = per_template.reshape(len(names), len(self.templates), -1).mean(dim=1)
+        return torch.nn.functional.normalize(per_class, dim=-1).numpy()
+
+
+def _read_cache(path: Path, names: tuple[str, ...]) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            if tuple(str(name) for name in data["classes"]) != names:
+                return None
+            return np.asarray(data["embeddings"], dtype=np.float32)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _write_cache(path: Path, embeddings: np.ndarray, names: tuple[str, ...], templates: tuple[str, ...]) -> None:
+    """Write beside the store atomically, so a run killed mid-write never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(temporary, embeddings=embeddings.astype(np.float32), classes=np.array(names),
+             templates=np.array(templates))
+    temporary.replace(path)
+
+
+def read_templates(value: Any) -> tuple[str, ...]:
+    """The `templates` option: None (the default ensemble), a list, a file path, or one template."""
+    if value is None:
+        return DEFAULT_TEMPLATES
+    if isinstance(value, str):
+        path = Path(value).expanduser()
+        if "{}" not in value and path.is_file():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            value = [line for line in (line.strip() for line in lines) if line and not line.startswith("#")]
+            where = f"templates file {path}"
+        else:
+            value = [value]
+            where = "--option templates"
+    else:
+        where = "the templates setting"
+    if not isinstance(value, list) or not value or not all(isinstance(item, str) for item in value):
+        raise UserError(f"{where}: expected one or more prompt templates such as 'a photo of a {{}}.'")
+    missing = [item for item in value if "{}" not in item]
+    if missing:
+        raise UserError(f"{where}: template {missing[0]!r} has no {{}} where the class name goes, "
+                        "e.g. 'a photo of a {}.' (or the file it names does not exist)")
+    return tuple(value)
+
+
+def _features(output: Any) -> torch.Tensor:
+    """transformers 5 returns a model output whose pooler_output is the projected embedding."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def load_hf_clip(name: str, options: dict[str, Any], device: str) -> ImageTextModel:
+    from transformers import AutoModel, AutoProcessor
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    templates = read_templates(options.get("templates"))
+    dtype = _dtype(options.get("dtype", "fp32"))
+    target = resolve_device(device)
+    try:
+        processor = AutoProcessor.from_pretrained(name)
+        network = AutoModel.from_pretrained(name, dtype=dtype)
+    except (OSError, ValueError) as error:
+        raise UserError(f"clip:{name}: cannot load ({error}). Give a local folder saved with save_pretrained "
+                        "or a hub id such as openai/clip-vit-base-patch32.") from None
+    if not (hasattr(network, "get_image_features") and hasattr(network, "get_text_features")):
+        raise UserError(f"clip:{name} is a {network.config.model_type} model without image and text towers; "
+                        "clip: takes CLIP, SigLIP and compatible image-text models.")
+    network.eval().to(target)
+    tokenizer, image_processor = processor.tokenizer, processor.image_processor
+    model_type = network.config.model_type
+    max_length = getattr(getattr(network.config, "text_config", None), "max_position_embeddings", None)
+
+    def encode_images(images: Sequence[Image.Image]) -> torch.Tensor:
+        inputs = image_processor(images=list(images), return_tensors="pt").to(target)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
+        return _features(network.get_image_features(**inputs))
+
+    def encode_texts(texts: list[str]) -> torch.Tensor:
+        inputs = tokenizer(texts, padding=TEXT_PADDING.get(model_type, "longest"), truncation=True,
+                           max_length=max_length, return_tensors="pt").to(target)
+        return _features(network.get_text_features(**inputs))
+
+    scale = getattr(network, "logit_scale", None)
+    return ImageTextModel(
+        model_id=f"clip:{name}",
+        revision=_hf_revision(name, network),
+        settings={"model_type": model_type, "dtype": _dtype_name(dtype), "device": str(target)},
+        encode_images=encode_images,
+        encode_texts=encode_texts,
+        logit_scale=float(scale.detach().exp()) if scale is not None else 100.0,
+        templates=templates,
+        network=network,
+    )
+
+
+def load_open_clip(name: str, options: dict[str, Any], device: str) -> ImageTextModel:
+    try:
+        import open_clip
+    except ImportError:
+        raise UserError("open_clip models need open-clip-torch: pip install 'classbench[clip]'") from None
+    if name.startswith("hf-hub:"):
+        architecture, tag = name, None
+    else:
+        architecture, _, tag = name.partition("/")
+        if not tag:
+            raise UserError(f"open_clip:{name}: name the weights as open_clip:ARCH/TAG, e.g. "
+                            "open_clip:ViT-B-32/laion2b_s34b_b79k (tags: open_clip.list_pretrained()); "
+                            "TAG may also be a local checkpoint file")
+    templates = read_templates(options.get("templates"))
+    dtype = _dtype(options.get("dtype", "fp32"))
+    target = resolve_device(device)
+    try:
+        network, _, preprocess = open_clip.create_model_and_transforms(architecture, pretrained=tag, device=target)
+        tokenizer = open_clip.get_tokenizer(architecture)
+    except (RuntimeError, OSError, ValueError) as error:
+        raise UserError(f"open_clip:{name}: cannot load ({error})") from None
+    network.eval().to(dtype)
+
+    def encode_images(images: Sequence[Image.Image]) -> torch.Tensor:
+        batch = torch.stack([preprocess(image) for image in images]).to(target, dtype)
+        return network.encode_image(batch)
+
+    def encode_texts(texts: list[str]) -> torch.Tensor:
+        return network.encode_text(tokenizer(texts).to(target))
+
+    revision = f"sha256:{file_sha256(Path(tag))[:16]}" if tag and Path(tag).is_file() else tag
+    return ImageTextModel(
+        model_id=f"open_clip:{name}",
+        revision=revision,
+        settings={"dtype": _dtype_name(dtype), "device": str(target)},
+        encode_images=encode_images,
+        encode_texts=encode_texts,
+        logit_scale=float(network.logit_scale.detach().exp()),
+        templates=templates,
+        network=network,
+    )
+
+
+def _dtype(value: Any) -> torch.dtype:
+    if value not in DTYPES:
+        raise UserError(f"--option dtype={value}: expected one of {', '.join(DTYPES)}")
+    return DTYPES[value]
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return next(name for name, known in DTYPES.items() if known == dtype)
+
+
+def _hf_revision(name: str, network: torch.nn.Module) -> str | None:
+    """A hub model's commit, or a local folder's weights hash, so a changed folder is a new model."""
+    folder = Path(name).expanduser()
+    weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin")) if folder.is_dir() else []
+    if weights:
+        digest = hashlib.sha256("".join(file_sha256(path) for path in weights).encode()).hexdigest()
+        return f"sha256:{digest[:16]}"
+    return getattr(network.config, "_commit_hash", None)
