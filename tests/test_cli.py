@@ -32,7 +32,7 @@ def test_help_answers_without_importing_torch() -> None:
     (["run", "--dataset", "x"], "missing setting 'model'"),
     (["run", "--dataset", "/nowhere", "--model", "efficientnet-lite0"], "no such file or folder"),
     (["run", "--dataset", ".", "--model", "bogus:thing", "--classes", "0"], "bad value for 'classes'"),
-    (["report", "/nowhere"], "not a classbench run folder"),
+    (["report", "/nowhere"], "no such run folder"),
 ])
 def test_bad_input_is_one_clear_line(args: list[str], message: str) -> None:
     done = classbench(*args)

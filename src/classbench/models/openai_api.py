@@ -1,0 +1,348 @@
+"""OpenAI-compatible chat servers: `--model openai:<name>` (GPT-4o, vLLM, SGLang, `transformers
+serve`, Ollama).
+
+A batch of questions goes out as concurrent requests on one event loop that lives as long as the
+backend, so connections are reused from batch to batch. Several `--base-url`s form one fleet:
+each request goes to the server with the fewest requests in flight, and a server that just failed
+is rested for a while. classbench's own retry policy is the only one that runs (the client's is
+off), so every attempt is counted and reaches the store through `Generation.attempts`.
+
+The API key is read from the environment when the backend loads and lives only inside the
+client: it is not a setting, not part of the spec, and is scrubbed from every error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from PIL import Image
+
+from classbench import pricing
+from classbench.errors import UserError
+from classbench.models.base import Generation, GenerationRequest, Generator
+from classbench.models.ratelimit import Backoff, RateLimiter, retry_after_s
+
+try:
+    import openai
+except ModuleNotFoundError:
+    raise UserError("--model openai:… needs the OpenAI client: pip install 'classbench[openai]'") from None
+
+OPENAI_URL = "https://api.openai.com/v1"
+RETRY_STATUS = frozenset({408, 409, 429})
+"""Besides 5xx: statuses that say "try again", not "your request is wrong"."""
+REST_CAP_S = 30.0
+
+
+class Malformed(Exception):
+    """A response that is not a chat completion (cut-off JSON, no choices); worth asking again."""
+
+
+@dataclass
+class _Endpoint:
+    url: str
+    client: Any
+    in_flight: int = 0
+    sent: int = 0
+    failures: int = 0
+    rest_until: float = 0.0
+
+
+@dataclass
+class _Outcome:
+    retry: bool
+    reason: str
+    retry_after: float | None = None
+
+
+@dataclass
+class OpenAIBackend(Generator):
+    endpoints: list[_Endpoint] = field(default_factory=list)
+    name: str = ""
+    concurrency: int = 16
+    rpm: float | None = None
+    max_retries: int = 6
+    backoff: Backoff = field(default_factory=Backoff)
+    max_pixels: int | None = None
+    temperature: float | None = 0.0
+    top_logprobs: int = 0
+    image_detail: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop, repr=False)
+
+    def __post_init__(self) -> None:
+        self._limiter = RateLimiter(self.rpm)
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Answer every request; one that still fails after its retries comes back with `error`.
+
+        In-flight requests are bounded by `concurrency`, so a batch smaller than that leaves the
+        pipe part-empty: raise --batch-size to keep a fast server busy.
+        """
+        if not requests:
+            return []
+        return self.loop.run_until_complete(self._ask_all(requests))
+
+    async def _ask_all(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        slots = asyncio.Semaphore(self.concurrency)
+        encoded: dict[int, asyncio.Future[str]] = {}
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self._ask(request, self._encoded(request.image, encoded), slots))
+                         for request in requests]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks]
+
+    def _encoded(self, image: Image.Image, cache: dict[int, asyncio.Future[str]]) -> asyncio.Future[str]:
+        """Encode each distinct image once per batch (closed-set asks one image several times)."""
+        if id(image) not in cache:
+            cache[id(image)] = asyncio.ensure_future(asyncio.to_thread(data_url, image, self.max_pixels))
+        return cache[id(image)]
+
+    async def _ask(self, request: GenerationRequest, image: asyncio.Future[str],
+                   slots: asyncio.Semaphore) -> Generation:
+        url = await image
+        attempt = 0
+        while True:
+            attempt += 1
+            async with slots:
+                await self._limiter.wait()
+                endpoint = self._pick()
+                endpoint.in_flight += 1
+                endpoint.sent += 1
+                started = perf_counter()
+                try:
+                    response = await endpoint.client.chat.completions.create(**self._body(request, url))
+                    generation = self._parse(response, perf_counter() - started, attempt)
+                except Exception as error:
+                    outcome = self._classify(error, endpoint)
+                else:
+                    endpoint.failures = 0
+                    return generation
+                finally:
+                    endpoint.in_flight -= 1
+            self._rest(endpoint, outcome)
+            if not outcome.retry or attempt > self.max_retries:
+                tried = f"after {attempt} attempts" if attempt > 1 else "not retried"
+                return Generation(text="", attempts=attempt, error=self._scrub(f"{outcome.reason} ({tried})"))
+            await asyncio.sleep(self.backoff.delay(attempt, outcome.retry_after))
+
+    def _body(self, request: GenerationRequest, url: str) -> dict[str, Any]:
+        image: dict[str, Any] = {"url": url}
+        if self.image_detail:
+            image["detail"] = self.image_detail
+        body: dict[str, Any] = {
+            "model": self.name,
+            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": image},
+                                                      {"type": "text", "text": request.prompt}]}],
+            "max_completion_tokens": request.max_new_tokens,
+        }
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
+        if self.top_logprobs:
+            body.update(logprobs=True, top_logprobs=self.top_logprobs)
+        return body
+
+    def _parse(self, response: Any, latency: float, attempt: int) -> Generation:
+        choices = getattr(response, "choices", None)
+        if isinstance(response, (str, bytes)) or not choices or getattr(choices[0], "message", None) is None:
+            raise Malformed(f"not a chat completion: {str(response)[:200]!r}")
+        choice = choices[0]
+        usage = getattr(response, "usage", None)
+        return Generation(
+            text=(choice.message.content or "").strip(),
+            tokens_in=getattr(usage, "prompt_tokens", None),
+            tokens_out=getattr(usage, "completion_tokens", None),
+            latency_s=latency,
+            attempts=attempt,
+            first_token_logprobs=_first_token_logprobs(choice),
+        )
+
+    def _classify(self, error: Exception, endpoint: _Endpoint) -> _Outcome:
+        """Say whether a failed attempt is worth repeating; refuse the run outright when no
+        request can succeed (a rejected key, a model the server does not serve)."""
+        where = f" from {endpoint.url}" if len(self.endpoints) > 1 else ""
+        if isinstance(error, openai.APIStatusError):
+            status = error.status_code
+            message = _message(error)
+            if status in (401, 403):
+                raise UserError(self._scrub(
+                    f"{endpoint.url} refused the API key (HTTP {status}: {message}). Set a valid key in the "
+                    "environment variable named by --api-key-env (default OPENAI_API_KEY)."))
+            if status == 404:
+                raise UserError(self._scrub(
+                    f"{endpoint.url} does not serve model {self.name!r} (HTTP 404: {message}). "
+                    "Check --model openai:NAME against the server's GET /v1/models."))
+            retry = status >= 500 or status in RETRY_STATUS
+            return _Outcome(retry, f"HTTP {status}{where}: {message}", retry_after_s(error.response.headers))
+        if isinstance(error, openai.APITimeoutError):
+            return _Outcome(True, f"timeout{where}")
+        if isinstance(error, openai.APIConnectionError):
+            cause = error.__cause__
+            detail = f"{type(cause).__name__}: {cause}" if cause else str(error)
+            return _Outcome(True, f"connection error{where}: {detail}")
+        if isinstance(error, (Malformed, ValueError, openai.APIResponseValidationError)):
+            return _Outcome(True, f"malformed response{where}: {type(error).__name__}: {error}")
+        raise error
+
+    def _pick(self) -> _Endpoint:
+        """The least busy server that is not resting (all resting: the one that wakes first)."""
+        now = time.monotonic()
+        awake = [e for e in self.endpoints if e.rest_until <= now]
+        if not awake:
+            return min(self.endpoints, key=lambda e: e.rest_until)
+        return min(awake, key=lambda e: (e.in_flight, e.sent))
+
+    def _rest(self, endpoint: _Endpoint, outcome: _Outcome) -> None:
+        """Rest a failing server so a dead one in a fleet stops drawing traffic (it fails fastest)."""
+        if not outcome.retry or len(self.endpoints) == 1:
+            return
+        endpoint.failures += 1
+        pause = min(REST_CAP_S, self.backoff.base_s * 2 ** (endpoint.failures - 1))
+        endpoint.rest_until = time.monotonic() + max(pause, outcome.retry_after or 0.0)
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self.secret, "[api key]") if self.secret else text
+
+    def check_server(self) -> None:
+        """Fail at load, with what to do, when a server is unreachable, refuses the key, or does
+        not list the model; a server without a model listing is trusted."""
+        self.loop.run_until_complete(self._check_all())
+
+    async def _check_all(self) -> None:
+        await asyncio.gather(*(self._check(endpoint) for endpoint in self.endpoints))
+
+    async def _check(self, endpoint: _Endpoint) -> None:
+        served = await self._served(endpoint)
+        if served and self.name not in served:
+            listed = ", ".join(served[:10]) + (", …" if len(served) > 10 else "")
+            raise UserError(f"{endpoint.url} does not serve {self.name!r}; it serves: {listed}. "
+                            f"Use --model openai:<one of those>.")
+
+    async def _served(self, endpoint: _Endpoint, tries: int = 3) -> list[str]:
+        """The server's model ids; empty when it has no listing (or it keeps failing with 5xx)."""
+        for attempt in range(1, tries + 1):
+            try:
+                return [model.id for model in (await endpoint.client.models.list()).data]
+            except openai.APIStatusError as error:
+                if error.status_code in (401, 403):
+                    self._classify(error, endpoint)
+                if error.status_code < 500 or attempt == tries:
+                    return []
+            except (openai.APIConnectionError, ValueError) as error:
+                if attempt == tries:
+                    raise UserError(self._scrub(
+                        f"cannot reach {endpoint.url} ({type(error).__name__}: {error}). Is the server running, "
+                        "and does --base-url end in /v1?")) from None
+            await asyncio.sleep(self.backoff.delay(attempt))
+        return []
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        for endpoint in self.endpoints:
+            self.loop.run_until_complete(endpoint.client.close())
+        self.loop.close()
+
+
+def data_url(image: Image.Image, max_pixels: int | None = None) -> str:
+    """PNG (lossless) as a base64 data URL, scaled down first when it has more than `max_pixels`."""
+    width, height = image.size
+    if max_pixels is not None and width * height > max_pixels:
+        scale = (max_pixels / (width * height)) ** 0.5
+        image = image.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _first_token_logprobs(choice: Any) -> dict[str, float] | None:
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    first = content[0]
+    alternatives = {entry.token: float(entry.logprob) for entry in (first.top_logprobs or [])}
+    alternatives.setdefault(first.token, float(first.logprob))
+    return alternatives
+
+
+def _message(error: openai.APIStatusError) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:300]
+    return str(error.message)[:300]
+
+
+def _public(url: str) -> str:
+    """A URL without user:password, fit for provenance."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def load_openai(name: str, options: dict[str, Any], device: str) -> OpenAIBackend:
+    """Options (from flags): base_url (list), api_key_env, concurrency, rpm, timeout_s, max_retries,
+    price_in, price_out, max_pixels; (from --option) temperature, top_logprobs, image_detail,
+    backoff_s."""
+    urls = list(options.get("base_url") or [OPENAI_URL])
+    key_env = str(options.get("api_key_env") or "OPENAI_API_KEY")
+    key = os.environ.get(key_env) or None
+    if key is None and any(_public(url) == OPENAI_URL for url in urls):
+        raise UserError(f"--model openai:{name} calls the OpenAI API, which needs a key: set the environment "
+                        f"variable {key_env}, or pass --base-url for a local server (vLLM, SGLang, transformers serve)")
+    timeout = float(options.get("timeout_s") or 60.0)
+    top_logprobs = int(options.get("top_logprobs") or 0)
+    if not 0 <= top_logprobs <= 20:
+        raise UserError(f"--option top_logprobs={top_logprobs}: the API accepts 0 to 20")
+    backoff = Backoff(base_s=float(options.get("backoff_s") or 1.0))
+    prices = pricing.lookup(name, options.get("price_in"), options.get("price_out"))
+    loop = asyncio.new_event_loop()
+    endpoints = [
+        _Endpoint(_public(url),
+                  openai.AsyncOpenAI(api_key=key or "EMPTY", base_url=url, max_retries=0, timeout=timeout))
+        for url in urls
+    ]
+    settings: dict[str, Any] = {
+        "base_urls": [endpoint.url for endpoint in endpoints],
+        "api_key": f"from ${key_env}" if key else "none",
+        "concurrency": int(options.get("concurrency") or 16),
+        "rpm": options.get("rpm"),
+        "timeout_s": timeout,
+        "max_retries": int(options.get("max_retries") if options.get("max_retries") is not None else 6),
+        "temperature": None if options.get("temperature", 0.0) is None else float(options.get("temperature", 0.0)),
+        "max_pixels": options.get("max_pixels"),
+        "top_logprobs": top_logprobs,
+        "image_detail": options.get("image_detail"),
+        "image_format": "png",
+        **(prices.settings() if prices else {}),
+    }
+    backend = OpenAIBackend(
+        model_id=f"openai:{name}",
+        settings=settings,
+        endpoints=endpoints,
+        name=name,
+        concurrency=settings["concurrency"],
+        rpm=settings["rpm"],
+        max_retries=settings["max_retries"],
+        backoff=backoff,
+        max_pixels=settings["max_pixels"],
+        temperature=settings["temperature"],
+        top_logprobs=top_logprobs,
+        image_detail=settings["image_detail"],
+        secret=key,
+        loop=loop,
+    )
+    backend.check_server()
+    return backend
