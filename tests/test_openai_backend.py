@@ -109,7 +109,7 @@ def test_retry_after_is_waited_for_and_malformed_answers_are_retried(model_dir: 
         backend.close()
         proxy.retry_after = "0.2"
     assert generation.text == "cat" and generation.attempts == 3 == len(proxy.records)
-    assert proxy.records[1].arrived - proxy.records[0].arrived >= 0.4
+    assert proxy.records[1].arrived - proxy.records[0].arrived >= 0.4 - 0.01  # event-loop clock resolution
 
 
 def test_a_fleet_shares_the_load_and_routes_around_a_dead_server(model_dir: Path, server: str,

@@ -31,8 +31,8 @@ class RateLimiter:
         now = time.monotonic()
         slot = max(now, self._next)
         self._next = slot + 60.0 / self.rpm
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        while (left := slot - time.monotonic()) > 0:  # the event loop may wake a sleeper early
+            await asyncio.sleep(left)
 
 
 @dataclass(frozen=True)
