@@ -125,6 +125,7 @@ def compute(store: Store) -> dict[str, Any]:
         "macro_f1_ci95": intervals["macro_f1"],
         "weighted_avg": report["weighted_avg"],
         "top5_accuracy": _top_k(scored, index, 5),
+        "ece": expected_calibration_error(scored, index),
         "invalid": int(matrix[:, len(classes)].sum()),
         "per_class": report["per_class"],
         "confusion_matrix": {"labels": classes, "columns": [*classes, INVALID], "matrix": matrix.tolist()},
@@ -160,6 +161,31 @@ def _top_k(scored: list[Prediction], index: dict[str, int], k: int) -> float | N
         return None
     hits = [index[p.label] in np.argsort(-np.asarray(p.detail["scores"]))[:k] for p in scored]
     return float(np.mean(hits))
+
+
+ECE_BINS = 15
+
+
+def expected_calibration_error(scored: list[Prediction], index: dict[str, int], bins: int = ECE_BINS) -> float | None:
+    """Expected calibration error where the strategy stored a probability per class; None otherwise.
+
+    The confidence is the top class's probability; images fall into `bins` equal-width bins over
+    (0, 1] (bin i holds (i/bins, (i+1)/bins]); ECE is the image-weighted mean over bins of
+    |accuracy − mean confidence| (Guo et al., 2017). Correct means the true class has the top
+    probability (the first listed among ties), as the strategies that store scores predict.
+    """
+    if not scored or any(not (p.detail and "scores" in p.detail) for p in scored):
+        return None
+    probabilities = [np.asarray(p.detail["scores"], dtype=float) for p in scored]
+    confidence = np.array([row.max() for row in probabilities])
+    correct = np.array([int(np.argmax(row)) == index[p.label] for row, p in zip(probabilities, scored)])
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.sum() / len(scored) * abs(correct[members].mean() - confidence[members].mean())
+    return float(error)
 
 
 def _speed(store: Store, scored: list[Prediction]) -> dict[str, Any]:

@@ -91,6 +91,7 @@ def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callabl
                           options=spec.options, out=out, label_map=spec.label_map,
                           map_threshold=spec.map_threshold, prompt=spec.prompt, shuffles=spec.shuffles,
                           binary_order=spec.binary_order, max_new_tokens=spec.max_new_tokens,
+                          score_norm=spec.score_norm, calibrate=spec.calibrate,
                           batch_size=spec.batch_size, shots=selection.shots, load_image=dataset.load)
         strategy = strategy_type(model, context)
         if check_batching:

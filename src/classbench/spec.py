@@ -46,6 +46,8 @@ class RunSpec(BaseModel):
     shuffles: int = Field(default=1, ge=1, description="closed-set: times each image is asked, class names in a seeded order")
     binary_order: Literal["seeded", "fixed"] = Field(default="seeded", description="binary: class order per image")
     max_new_tokens: int = Field(default=10, ge=1)
+    score_norm: Literal["sum", "mean"] = Field(default="sum", description="likelihood: a class's score is its answer's summed log-probability, or the mean per token")
+    calibrate: bool = Field(default=False, description="likelihood: subtract each class's score given a blank (mid-grey) image")
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     max_pixels: int | None = Field(default=None, ge=1, description="upper bound on an image's pixels before the model")
     attn_implementation: str | None = None

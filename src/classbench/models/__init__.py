@@ -40,7 +40,7 @@ REGISTRY: dict[str, Entry] = {
     ),
     "hf": Entry(
         "classbench.models.hf_vlm:load_hf",
-        "a vision-language model through transformers, by hub id or local folder (closed-set, binary)",
+        "a vision-language model through transformers, by hub id or local folder (closed-set, binary, likelihood)",
         "hf:Qwen/Qwen2-VL-7B-Instruct",
     ),
     "openai": Entry(

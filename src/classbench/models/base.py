@@ -5,7 +5,10 @@ backend with a clear message instead of failing deep inside a loop:
 
 - `classify`: images → probabilities over the backend's own labels (classic classifiers).
 - `generate`: images + prompts → text (VLMs, API models).
-- `score`: image + prompt + candidate answers → log-probabilities.
+- `score`: image + prompt + candidate answers → log-probabilities (`score`, see `ScoreRequest`).
+- `shared_prefix`: several questions per image, each image computed once
+  (`generate_shared([(image, prompts), …], max_new_tokens)` → answers per image), with the
+  answers `generate` would give.
 - `embed`: images → feature vectors (for probes).
 - `zero_shot`: images + class names → probabilities over those names (image-text models such as
   CLIP and SigLIP, which need no label mapping).
@@ -79,6 +82,26 @@ class Generation:
     attempts: int = 1
     error: str | None = None
     first_token_logprobs: dict[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Candidate answers to score for one image and one user prompt (the backend applies its chat template)."""
+
+    image: Image.Image
+    prompt: str
+    candidates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per candidate, in request order: the summed log-probability of its answer tokens (the end of the
+    answer included) and how many tokens that sum covers, so a strategy can take the mean per token."""
+
+    logprob: np.ndarray
+    tokens: np.ndarray
+    tokens_in: int | None = None
+    latency_s: float | None = None
 
 
 class Generator(Backend):

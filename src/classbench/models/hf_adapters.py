@@ -51,6 +51,10 @@ class Adapter:
     pixel_budget: Callable[[Any, int | None, int | None], None] | None = None
     """Set for processors with their own pixel budget: (processor, min_pixels, max_pixels). Without
     one, `--max-pixels` downsizes images before the processor."""
+    shared_prefix: bool = True
+    """False for prefix-LMs (PaliGemma attends both ways over the whole prompt), where a cache of the
+    first part of a prompt is not what the full prompt computes; scoring candidates after the whole
+    prompt is still exact."""
 
 
 GENERIC = Adapter("generic")
@@ -138,7 +142,7 @@ def _phi3v_generate(backend: Any, requests: Sequence[Any]) -> list[str]:
 ADAPTERS: dict[str, Adapter] = {
     "qwen2_vl": Adapter("qwen2_vl", pixel_budget=_qwen_pixel_budget),
     "qwen2_5_vl": Adapter("qwen2_5_vl", pixel_budget=_qwen_pixel_budget),
-    "paligemma": Adapter("paligemma", prompt=_paligemma_prompt, needs_chat_template=False),
+    "paligemma": Adapter("paligemma", prompt=_paligemma_prompt, needs_chat_template=False, shared_prefix=False),
     "minicpmv": Adapter("minicpmv", load=_load_remote("AutoModel"), generate=_minicpmv_generate,
                         needs_chat_template=False),
     "internvl_chat": Adapter("internvl_chat", load=_load_remote("AutoModel"), generate=_internvl_generate,

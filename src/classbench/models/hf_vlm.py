@@ -6,8 +6,9 @@ LLaVA-1.5, LLaVA-NeXT, Idefics3, SmolVLM, Llama-3.2-Vision): `AutoProcessor` +
 Families that differ (no chat template, remote code) are served by an adapter looked up by
 `config.model_type` in `hf_adapters.ADAPTERS`, never by the model's name.
 
-Input preparation is one method (`prepare`), so a scoring capability can reuse exactly the
-prompts and pixels that generation sees.
+Input preparation is one method (`prepare`), so scoring reuses exactly the prompts and pixels
+that generation sees; candidate scoring (`score`) and questions over a shared image prefix
+(`generate_shared`) live in `hf_prefix`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import torch
 from PIL import Image
 
 from classbench.errors import UserError
-from classbench.models.base import Generation, GenerationRequest, Generator
+from classbench.models.base import Generation, GenerationRequest, Generator, ScoreRequest, Scores
+from classbench.models import hf_prefix
 from classbench.models.hf_adapters import ADAPTERS, Adapter, GENERIC
 from classbench.models.torch_utils import file_sha256, peak_gpu_gb, resolve_device
 
@@ -41,6 +43,39 @@ class HFVisionLanguageModel(Generator):
     adapter: Adapter = GENERIC
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     max_pixels: int | None = None
+    _text_ids: dict[str, list[int]] = field(default_factory=dict, repr=False)
+
+    @property
+    def capabilities(self) -> frozenset[str]:  # type: ignore[override]
+        """Scoring and shared prefixes run the model's own forward, which remote-code families do not share."""
+        if self.adapter.generate is not None:
+            return frozenset({"generate"})
+        return frozenset({"generate", "score", "shared_prefix"})
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    def text_ids(self, prompt: str) -> list[int]:
+        """The rendered prompt's token ids, text only (the image placeholder unexpanded); cached, as
+        the same questions are asked about every image."""
+        if prompt not in self._text_ids:
+            self._text_ids[prompt] = self.tokenizer.encode(self.adapter.prompt(self.processor, prompt),
+                                                           add_special_tokens=False)
+        return self._text_ids[prompt]
+
+    @torch.inference_mode()
+    def score(self, requests: Sequence[ScoreRequest]) -> list[Scores]:
+        """Each request's image and prompt run once; its candidates are scored over their shared cache
+        (`hf_prefix`). One image at a time, so scores never depend on the batch."""
+        return [hf_prefix.score(self, request) for request in requests]
+
+    @torch.inference_mode()
+    def generate_shared(self, asks: Sequence[tuple[Image.Image, Sequence[str]]],
+                        max_new_tokens: int) -> list[list[Generation]]:
+        """The answers `generate` gives to several questions per image, with each image and the
+        prompts' common start computed once (`hf_prefix`)."""
+        return hf_prefix.generate_shared(self, asks, max_new_tokens)
 
     def prepare(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> Any:
         """Model inputs for a batch of (image, user prompt) pairs, left-padded, on the model's device."""

@@ -15,6 +15,8 @@ REGISTRY: dict[str, tuple[str, str]] = {
                    "a VLM picks one name from the class list in the prompt; --shuffles K orders, majority vote"),
     "binary": ("classbench.strategies.binary:Binary",
                "a VLM is asked yes/no per class until the first yes; no yes is the background class"),
+    "likelihood": ("classbench.strategies.likelihood:Likelihood",
+                   "a VLM scores every class name's log-probability as the answer; the most likely wins"),
 }
 
 

@@ -54,6 +54,8 @@ class Context:
     shuffles: int = 1
     binary_order: str = "seeded"
     max_new_tokens: int = 10
+    score_norm: str = "sum"
+    calibrate: bool = False
     batch_size: int = 16
     """Requests per model call; a strategy may split a chunk's questions into calls of this size."""
     shots: Sequence[Sample] = ()

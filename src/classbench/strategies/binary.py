@@ -10,17 +10,24 @@ is the explicit prediction `(none)`, which counts as wrong. An answer that is ne
 Keys are `ask:<class>`. A chunk is asked in rounds: round r asks every image still without a yes
 its r-th class, in calls of `batch_size`. A question the model could not answer ends the image as
 a failed model error, retried by the next run; answered questions are never asked again.
+
+With a backend that shares prefixes (`shared_prefix`: the transformers backend), a chunk's
+remaining questions are asked in one call instead, each image and the prompt's common start
+computed once (`generate_shared`); the stop rule is then applied in the same order to the answers,
+and only the questions up to the first yes are stored. The answers are those of `generate`, so
+predictions, stored questions and their count equal the round-by-round way; the questions after
+the first yes are computed and dropped, which costs less than a round per question.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from classbench.answers import parse_yes_no
-from classbench.models.base import Generator
+from classbench.models.base import Generation, Generator
 from classbench.store import Question, Store
 from classbench.strategies.asking import ask, check_template, failed_step, fill, question, seeded_order
 from classbench.strategies.base import Context, Item, Step, Strategy
@@ -51,6 +58,8 @@ class Binary(Strategy):
         self.template = check_template(context.prompt or DEFAULT_PROMPT, "{class}", self.name)
         self.askable = [name for name in context.classes if name != context.background]
         self.no_yes = context.background or NONE
+        self.share_prefix = "shared_prefix" in model.capabilities
+        """Ask a chunk's questions in one call over shared prefixes; False: round by round."""
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "prompt": self.template, "order": self.context.binary_order,
@@ -63,6 +72,9 @@ class Binary(Strategy):
         return seeded_order(self.askable, self.context.seed, image_id, "binary")
 
     def run(self, items: Sequence[Item]) -> Iterator[Step]:
+        if self.share_prefix:
+            yield from self._run_shared(items)
+            return
         walks = []
         for item in items:
             walk = _Walk(item, self.order(item.image_id))
@@ -77,10 +89,7 @@ class Binary(Strategy):
             still = []
             for answers in ask(self.model, asks, self.context.batch_size, self.context.max_new_tokens):
                 for walk, prompt, generation in answers:
-                    name = walk.order[walk.position]
-                    reply = parse_yes_no(generation.text) if generation.error is None else None
-                    detail = {"reply": REPLIES[reply], "round": walk.position}
-                    asked = question(f"{PREFIX}{name}", prompt, generation, name if reply else None, detail)
+                    asked = self._question(walk, prompt, generation)
                     if asked.error:
                         yield failed_step(walk.item, [asked], asked.error)
                         continue
@@ -90,6 +99,50 @@ class Binary(Strategy):
                     if step is None:
                         still.append(walk)
             walks = still
+
+    def _run_shared(self, items: Sequence[Item]) -> Iterator[Step]:
+        walks = []
+        for item in items:
+            walk = _Walk(item, self.order(item.image_id))
+            step = self._advance(walk)
+            if step is not None:
+                yield step
+            else:
+                walks.append(walk)
+        if not walks:
+            return
+        names = [[name for name in walk.order[walk.position:] if f"{PREFIX}{name}" not in walk.item.done]
+                 for walk in walks]
+        prompts = [[fill(self.template, "{class}", name) for name in asked] for asked in names]
+        answers = self.model.generate_shared([(walk.item.image, asked) for walk, asked in zip(walks, prompts)],
+                                             self.context.max_new_tokens)
+        if [len(a) for a in answers] != [len(p) for p in prompts]:
+            raise RuntimeError(f"{self.model.model_id} answered {sum(map(len, answers))} of "
+                               f"{sum(map(len, prompts))} questions")
+        for walk, asked, questions, generations in zip(walks, names, prompts, answers):
+            yield self._stop_at_first_yes(walk, dict(zip(asked, zip(questions, generations))))
+
+    def _stop_at_first_yes(self, walk: _Walk, answers: dict[str, tuple[str, Generation]]) -> Step:
+        """Walk the order through answers computed at once; store the questions up to the first yes."""
+        spent = sum(generation.latency_s or 0.0 for _, generation in answers.values())
+        new: list[Question] = []
+        step = None
+        while step is None:
+            asked = self._question(walk, *answers[walk.order[walk.position]])
+            new.append(asked)
+            if asked.error:
+                step = failed_step(walk.item, new, asked.error)
+                break
+            step = self._advance(walk, asked)
+            walk.item.done[asked.key] = asked
+        # The time of the answers past the first yes belongs to the image too.
+        return replace(step, questions=[replace(q, latency_s=spent / len(new)) for q in new])
+
+    def _question(self, walk: _Walk, prompt: str, generation: Generation) -> Question:
+        name = walk.order[walk.position]
+        reply = parse_yes_no(generation.text) if generation.error is None else None
+        detail = {"reply": REPLIES[reply], "round": walk.position}
+        return question(f"{PREFIX}{name}", prompt, generation, name if reply else None, detail)
 
     def _advance(self, walk: _Walk, asked: Question | None = None) -> Step | None:
         """Move past answered classes; a final step at the first yes or the end, else None."""

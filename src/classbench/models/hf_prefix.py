@@ -1,0 +1,193 @@
+"""Shared-prefix computation for the transformers backend: run the image and prompt once, reuse its
+key/value cache for many continuations.
+
+Two jobs use it. `score` runs image + prompt once and scores every candidate answer in batched
+forwards over copies of that cache, instead of one full forward (vision tower included) per
+candidate. `generate_shared` answers several questions about one image whose prompts differ only
+after a common start (binary's "is the {class} in this photo?"): the image and the common start are
+run once (all images of a batch in one prefill), and `model.generate` continues every (image,
+question) row from a copy of its image's cache, with the model's own generation settings, so the
+answers are those of `generate`.
+
+What a candidate's answer is, token by token: the class name right after the rendered prompt (the
+chat template with its generation prompt), then the end of the answer. The name is tokenised on
+its own and appended to the prompt's ids (`" cat"` and `"cat"` are different tokens, and joint
+tokenisation could merge across the boundary). It gets a leading space when the prompt's last
+token does not end in whitespace (`ASSISTANT:`, `Assistant:`), and none after a newline (Qwen's
+`assistant\\n`, PaliGemma's `\\n`, Llama 3's `\\n\\n`); tokenisers that mark word starts
+themselves (SentencePiece's `▁`) get the bare name. The end of the answer is any of the tokens
+that stop `generate` (the generation config's eos and pad ids), so its log-probability is the
+log of their summed probabilities: a name is scored as the *whole* answer, and `cat` does not win
+for free over `cat food`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import replace
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from classbench.models.base import Generation, GenerationRequest, ScoreRequest, Scores
+
+CACHED_TOKENS = 65_536
+"""Continuation rows × prefix tokens per batched call: bounds the memory of the repeated cache (a
+7B model's 1,000-token image prompt allows 64 rows at once; a tiny test model's, thousands)."""
+WORD_START = "▁"
+
+
+def score(backend: Any, request: ScoreRequest) -> Scores:
+    started = perf_counter()
+    inputs = model_inputs(backend, [request.image], [request.prompt])
+    prompt_ids = inputs["input_ids"][0].tolist()
+    answers = [answer_ids(backend.tokenizer, name, prompt_ids) for name in request.candidates]
+    stops = torch.tensor(sorted(backend._stop_ids()), device=backend.device)
+    output = backend.model(**inputs, use_cache=True, logits_to_keep=1)
+    first = torch.log_softmax(output.logits[0, -1].float(), dim=-1)
+    logprob = np.zeros(len(answers))
+    step = rows_per_call(len(prompt_ids))
+    for start in range(0, len(answers), step):
+        rows = answers[start:start + step]
+        width = max(len(ids) for ids in rows)
+        # Right padding needs no mask: under causal attention no real position sees the pads after it.
+        batch = torch.tensor([ids + [ids[-1]] * (width - len(ids)) for ids in rows], device=backend.device)
+        logits = backend.model(input_ids=batch, cache=repeated(output.cache, len(rows)), use_cache=True).logits
+        logits = torch.log_softmax(logits.float(), dim=-1)
+        # Position j predicts token j+1 of the name; the name's last position predicts the end of the answer.
+        following = torch.tensor([ids[1:] + [0] * (width - len(ids) + 1) for ids in rows], device=backend.device)
+        inside = torch.tensor([[1.0] * (len(ids) - 1) + [0.0] * (width - len(ids) + 1) for ids in rows],
+                              device=backend.device)
+        last = torch.tensor([len(ids) - 1 for ids in rows], device=backend.device)
+        heads = torch.tensor([ids[0] for ids in rows], device=backend.device)
+        within = (logits.gather(-1, following.unsqueeze(-1)).squeeze(-1) * inside).sum(dim=1)
+        ending = torch.logsumexp(logits[torch.arange(len(rows), device=backend.device), last][:, stops], dim=-1)
+        logprob[start:start + len(rows)] = (first[heads] + within + ending).cpu().numpy()
+    return Scores(logprob=logprob, tokens=np.array([len(ids) + 1 for ids in answers]), tokens_in=len(prompt_ids),
+                  latency_s=perf_counter() - started)
+
+
+def generate_shared(backend: Any, asks: Sequence[tuple[Image.Image, Sequence[str]]],
+                    max_new_tokens: int) -> list[list[Generation]]:
+    """Answer each image's prompts; falls back to plain batched `generate` calls where no prefix can be
+    shared (a prefix-LM such as PaliGemma, or a processor whose ids do not end with the prompt's text)."""
+    requests = [GenerationRequest(image, prompt, max_new_tokens) for image, prompts in asks for prompt in prompts]
+    plan = _plan(backend, asks) if backend.adapter.shared_prefix and len(requests) > len(asks) else None
+    if plan is not None:
+        answers = _generate_planned(backend, asks, *plan, max_new_tokens)
+    else:
+        answers = [g for start in range(0, len(requests), len(asks))
+                   for g in backend.generate(requests[start:start + len(asks)])]
+    grouped, start = [], 0
+    for _, prompts in asks:
+        grouped.append(answers[start:start + len(prompts)])
+        start += len(prompts)
+    return grouped
+
+
+def model_inputs(backend: Any, images: Sequence[Image.Image], prompts: Sequence[str]) -> Any:
+    inputs = backend.prepare(images, prompts)
+    inputs.pop("labels", None)  # PaliGemma's processor adds them; the forward would compute a loss
+    return inputs
+
+
+def answer_ids(tokenizer: Any, name: str, prompt_ids: Sequence[int]) -> list[int]:
+    """The tokens of `name` as the answer right after the prompt (rule in the module docstring)."""
+    bare = tokenizer.encode(name, add_special_tokens=False)
+    last = tokenizer.decode(list(prompt_ids[-1:]))
+    if not last or last[-1].isspace():
+        return bare
+    if bare and tokenizer.convert_ids_to_tokens(bare[:1])[0].startswith(WORD_START):
+        return bare
+    return tokenizer.encode(" " + name, add_special_tokens=False)
+
+
+def rows_per_call(prefix_length: int) -> int:
+    return max(1, CACHED_TOKENS // max(1, prefix_length))
+
+
+def repeated(cache: Any, times: int) -> Any:
+    """A copy of a batch-1 cache, repeated `times` in the batch dimension (the original stays usable)."""
+    duplicate = copy.deepcopy(cache)
+    duplicate.batch_repeat_interleave(times)
+    return duplicate
+
+
+def _plan(backend: Any,
+          asks: Sequence[tuple[Image.Image, Sequence[str]]]) -> tuple[Any, int, dict[str, list[int]]] | None:
+    """The images' model inputs (every image with the same prompt), the length of the prefix all prompts
+    share, and each prompt's remaining tokens; None when the processor's ids do not end with the
+    text-only remainder (the image expansion or special tokens would reach into the part that differs)."""
+    prompts = list(dict.fromkeys(prompt for _, asked in asks for prompt in asked))
+    tokens = {prompt: backend.text_ids(prompt) for prompt in prompts}
+    common, shortest = 0, min(len(ids) for ids in tokens.values())
+    while common < shortest - 1 and len({ids[common] for ids in tokens.values()}) == 1:
+        common += 1
+    inputs = model_inputs(backend, [image for image, _ in asks], [prompts[0]] * len(asks))
+    suffix = tokens[prompts[0]][common:]
+    ids = inputs["input_ids"]
+    if ids.shape[1] <= len(suffix) or any(row[-len(suffix):] != suffix for row in ids.tolist()):
+        return None
+    return inputs, ids.shape[1] - len(suffix), {prompt: ids[common:] for prompt, ids in tokens.items()}
+
+
+def _generate_planned(backend: Any, asks: Sequence[tuple[Image.Image, Sequence[str]]], inputs: Any,
+                      prefix_length: int, suffixes: dict[str, list[int]], max_new_tokens: int) -> list[Generation]:
+    """Prefill every image's prefix in one batch, then continue all (image, prompt) rows from copies of
+    their image's cache. Prompts are left-padded between prefix and remainder; `generate` derives
+    positions from the attention mask, so the pads shift nothing. The prefill is a plain forward when
+    no prefix is padded (default positions are then right) and a one-token `generate` otherwise."""
+    started = perf_counter()
+    model = backend.model
+    length = inputs["input_ids"].shape[1]
+    per_token = {key for key, value in inputs.items()
+                 if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] == length}
+    prefix = {key: value[:, :prefix_length] if key in per_token else value for key, value in inputs.items()}
+    if bool(prefix["attention_mask"].all()):
+        cache = model(**prefix, use_cache=True, logits_to_keep=1).cache
+    else:
+        cache = model.generate(**prefix, max_new_tokens=1, do_sample=False, num_beams=1,
+                               return_dict_in_generate=True).cache
+    deltas = _per_row_state(model, len(asks))
+    rows = [(image, prompt) for image, (_, prompts) in enumerate(asks) for prompt in prompts]
+    pad = backend.tokenizer.pad_token_id or 0
+    stops = backend._stop_ids()
+    answers: list[Generation] = []
+    step = rows_per_call(prefix_length)
+    for start in range(0, len(rows), step):
+        chunk = rows[start:start + step]
+        index = torch.tensor([image for image, _ in chunk], device=backend.device)
+        width = max(len(suffixes[prompt]) for _, prompt in chunk)
+        tails = [suffixes[prompt] for _, prompt in chunk]
+        tail_ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails], device=backend.device)
+        tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails], device=backend.device)
+        mask = prefix["attention_mask"]
+        continued = {"input_ids": torch.cat([prefix["input_ids"][index], tail_ids], dim=1),
+                     "attention_mask": torch.cat([mask[index], tail_mask.to(mask.dtype)], dim=1)}
+        for key in per_token - continued.keys():
+            # Per-token inputs such as Qwen's `mm_token_type_ids`: the remainder is text, like the prompt's end.
+            continued[key] = torch.cat([prefix[key][index], inputs[key][index, -1:].expand(-1, width)], dim=1)
+        rows_cache = copy.deepcopy(cache)
+        rows_cache.batch_select_indices(index)
+        if deltas is not None:
+            model.model.rope_deltas = deltas[index]
+        generated = model.generate(**continued, cache=rows_cache, max_new_tokens=max_new_tokens, do_sample=False,
+                                   num_beams=1)
+        new = [row[:max_new_tokens] for row in generated[:, continued["input_ids"].shape[1]:].tolist()]
+        ends = [next((i for i, token in enumerate(row) if token in stops), len(row)) for row in new]
+        texts = backend.processor.batch_decode([row[:end] for row, end in zip(new, ends)], skip_special_tokens=True)
+        answers += [Generation(text=text.strip(), tokens_in=int(tokens), tokens_out=end)
+                    for text, end, tokens in zip(texts, ends, continued["attention_mask"].sum(dim=1).tolist())]
+    latency = (perf_counter() - started) / len(rows)
+    return [replace(answer, latency_s=latency) for answer in answers]
+
+
+def _per_row_state(model: Any, batch: int) -> torch.Tensor | None:
+    """Position state a model keeps between calls, one row per prefilled image (Qwen's M-RoPE
+    `rope_deltas`): it must follow each continuation row to its image, like the cache."""
+    deltas = getattr(getattr(model, "model", None), "rope_deltas", None)
+    return deltas if torch.is_tensor(deltas) and deltas.shape[0] == batch else None
