@@ -125,3 +125,15 @@ def test_class_counts_parse(text: str, sizes: list[int]) -> None:
 def test_bad_class_counts_say_what_to_write(text: str) -> None:
     with pytest.raises(UserError, match="--classes"):
         sweeping.parse_sizes(text)
+
+
+def test_the_points_of_one_model_share_one_load(runs: Runs) -> None:
+    """The model is loaded for the first point only; the later points reuse it (load_s is 0)."""
+    loads = []
+    for size in SIZES:
+        store = _store(runs.points[size])
+        try:
+            loads.append(store.sessions()[0]["load_s"])
+        finally:
+            store.close()
+    assert loads[0] > 0 and all(load == 0 for load in loads[1:])

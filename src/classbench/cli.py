@@ -128,13 +128,14 @@ def run(
     _run_and_report(spec, folder, progress, check_batching=check_batching)
 
 
-def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: bool = False) -> dict[str, Any]:
+def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: bool = False,
+                    models: Any = None) -> dict[str, Any]:
     from classbench import metrics, runner
     from classbench.report import leaderboard
     from classbench.store import Store
 
     result = runner.run(spec, folder, progress=_RichProgress() if show_progress else None, log=_log,
-                        check_batching=check_batching)
+                        check_batching=check_batching, models=models)
     store = Store.open_existing(folder)
     try:
         summary = metrics.write(store, folder)
@@ -224,13 +225,15 @@ def sweep(
              for m, s in flags]
     sweeping.check_sizes(bases[0], sizes)
     points = sweeping.plan(bases, sizes, out)
-    flag_of = {point.folder: flags[index // len(sizes)] for index, point in enumerate(points)}
+    from classbench.runner import ModelPool
 
-    def execute(point: Any) -> None:
-        m, s = flag_of[point.folder]
-        run(**{**settings, "model": m, "strategy": s, "classes": point.spec.classes, "out": point.folder})
-
-    sweeping.run_points(points, execute, log=_log)
+    models = ModelPool()  # points of one model run back to back and share one load
+    try:
+        sweeping.run_points(points, lambda point: _run_and_report(
+            point.spec, point.folder, settings.get("progress", True), settings.get("check_batching", False),
+            models=models), log=_log)
+    finally:
+        models.close()
     results = sweeping.results(points)
     markdown_path, csv_path = sweep_table.write(results, out)
     typer.echo(sweep_table.markdown(results))

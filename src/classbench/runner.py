@@ -8,6 +8,7 @@ failure and the run goes on.
 
 from __future__ import annotations
 
+import json
 import resource
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +20,7 @@ from time import perf_counter
 from classbench import pricing, provenance
 from classbench.datasets import Dataset, Sample, open_dataset, select
 from classbench.errors import ImageLoadError, UserError
+from classbench.models.base import Backend
 from classbench.spec import RunSpec
 from classbench.store import STORE_NAME, Prediction, Question, Store
 from classbench.strategies import strategy_class
@@ -54,9 +56,48 @@ class Progress:
     def stop(self) -> None: ...
 
 
+class ModelPool:
+    """Holds the last model loaded, so consecutive runs of one model (a sweep's points) load it once.
+
+    A run given no pool gets its own and releases the model when it ends.
+    """
+
+    def __init__(self) -> None:
+        self._key: str | None = None
+        self._model: Backend | None = None
+
+    def get(self, spec: RunSpec) -> tuple[Backend, float]:
+        """The model for `spec` and the seconds spent loading it (0 when it was already loaded)."""
+        key = json.dumps([spec.model, spec.model_options(), spec.device], sort_keys=True, default=str)
+        if key == self._key and self._model is not None:
+            return self._model, 0.0
+        self.close()
+        from classbench.models import load_model
+
+        started = perf_counter()
+        self._model = load_model(spec.model, spec.model_options(), spec.device)
+        self._key = key
+        return self._model, perf_counter() - started
+
+    def close(self) -> None:
+        if self._model is not None:
+            self._model.close()
+        self._model, self._key = None, None
+
+
 def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callable[[str], None] = print,
-        check_batching: bool = False) -> RunResult:
+        check_batching: bool = False, models: ModelPool | None = None) -> RunResult:
     progress = progress or Progress()
+    pool = models or ModelPool()
+    try:
+        return _run(spec, out, progress, log, check_batching, pool)
+    finally:
+        if models is None:
+            pool.close()
+
+
+def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None], check_batching: bool,
+         pool: ModelPool) -> RunResult:
     dataset = open_dataset(spec.dataset, label_file=spec.label_file, split=spec.split,
                            image_column=spec.image_column, label_column=spec.label_column)
     strategy_type = strategy_class(spec.strategy)
@@ -82,17 +123,9 @@ def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callabl
         if not pending:
             return RunResult(out, resumed, 0, len(selection.samples))
 
-        from classbench.models import load_model
-
-        started = perf_counter()
-        model = load_model(spec.model, spec.model_options(), spec.device)
-        load_s = perf_counter() - started
-        context = Context(classes=selection.classes, background=selection.background, seed=spec.seed,
-                          options=spec.options, out=out, label_map=spec.label_map,
-                          map_threshold=spec.map_threshold, prompt=spec.prompt, shuffles=spec.shuffles,
-                          binary_order=spec.binary_order, max_new_tokens=spec.max_new_tokens,
-                          score_norm=spec.score_norm, calibrate=spec.calibrate,
-                          batch_size=spec.batch_size, shots=selection.shots, load_image=dataset.load)
+        model, load_s = pool.get(spec)
+        context = Context.from_spec(spec, classes=selection.classes, background=selection.background, out=out,
+                                    shots=selection.shots, load_image=dataset.load)
         strategy = strategy_type(model, context)
         if check_batching:
             from classbench import batching
@@ -102,7 +135,7 @@ def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callabl
         store.set_meta({"model": model.describe(), "strategy": strategy.describe()})
         store.start_session(device=str(model.settings.get("device", spec.device)), batch_size=spec.batch_size)
         store.update_session(load_s=load_s)
-        log(f"loaded {model.model_id} in {load_s:.1f}s")
+        log(f"loaded {model.model_id} in {load_s:.1f}s" if load_s else f"reusing the loaded {model.model_id}")
 
         budget = pricing.Budget.for_run(spec.max_cost, model.describe())
         try:

@@ -6,8 +6,9 @@ so a killed sweep resumes point by point and question by question, and any point
 with `classbench report` like a run of its own. The sampler nests class subsets and keeps each
 class's images fixed across N for one seed, so the points compare like with like.
 
-Points are executed by a function the caller passes in (the CLI passes `classbench run` itself),
-so a sweep point is exactly what `classbench run` would produce with the same settings.
+Points are executed by a function the caller passes in (the CLI runs each point's spec exactly as
+`classbench run` does, sharing one loaded model between the points of a model), so a sweep point
+is what `classbench run` would produce with the same settings.
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from PIL import Image
 
@@ -19,6 +19,9 @@ from classbench.datasets.base import Sample
 from classbench.errors import UserError
 from classbench.models.base import Backend
 from classbench.store import Question
+
+if TYPE_CHECKING:
+    from classbench.spec import RunSpec
 
 
 @dataclass
@@ -62,6 +65,13 @@ class Context:
     """Labelled samples held out of the evaluation set for strategies that learn (probe)."""
     load_image: Callable[[Sample], Image.Image] | None = None
     """Decodes a shot sample (the dataset's `load`); raises ImageLoadError for an unreadable one."""
+
+    @classmethod
+    def from_spec(cls, spec: RunSpec, **run_facts: Any) -> Context:
+        """Every setting a strategy reads, taken from the spec by name, plus what the run found
+        (classes, background, shots, the run folder, the image loader)."""
+        settings = {f.name: getattr(spec, f.name) for f in fields(cls) if f.name in type(spec).model_fields}
+        return cls(**{**settings, **run_facts})
 
 
 class Strategy(ABC):
