@@ -69,7 +69,7 @@ def default_out(model: str, strategy: str, identity_hash: str) -> Path:
 @app.command(help=RUN_HELP)
 def run(
     dataset: Annotated[Optional[str], typer.Option(help="class-per-folder tree, .csv/.jsonl manifest (image,label), hf:NAME, or a saved HF dataset folder")] = None,
-    model: Annotated[Optional[str], typer.Option(help="model to benchmark: efficientnet-lite0, timm:NAME, torchvision:NAME, clip:HUB_ID_OR_FOLDER, open_clip:ARCH/TAG (see `classbench models`)")] = None,
+    model: Annotated[Optional[str], typer.Option(help="model to benchmark: efficientnet-lite0, timm:NAME, torchvision:NAME, hf:HUB_ID_OR_FOLDER (a VLM), openai:MODEL (GPT-4o or any OpenAI-compatible server), clip:HUB_ID_OR_FOLDER, open_clip:ARCH/TAG (see `classbench models`)")] = None,
     strategy: Annotated[Optional[str], typer.Option(help="how to ask: direct (a classifier's own labels mapped onto yours), closed-set (a VLM picks from the class list), binary (a VLM says yes/no per class), likelihood (a VLM scores each class name as the answer), probe (logistic regression on image features from --shots labelled images)")] = None,
     classes: Annotated[Optional[int], typer.Option(help="use a seeded subset of N classes (nested: the 10 lie inside the 25)")] = None,
     per_class: Annotated[Optional[int], typer.Option(help="at most K images per class, seeded")] = None,
