@@ -45,6 +45,7 @@ def test_unknown_model_and_strategy_name_the_known_ones(tmp_path: Path) -> None:
     tree = make_tree(tmp_path / "tree", folders=("001.a", "002.b"), per_class=1, background=False)
     done = classbench("run", "--dataset", str(tree), "--model", "bogus:thing", "--out", str(tmp_path / "o"))
     assert done.returncode == 2 and "efficientnet-lite0" in done.stderr
+    assert not (tmp_path / "o" / "run.sqlite").exists()  # a typo must not pin the folder to itself
     done = classbench("run", "--dataset", str(tree), "--model", "efficientnet-lite0", "--strategy", "psychic",
                       "--out", str(tmp_path / "o2"))
     assert done.returncode == 2 and "Known:" in done.stderr and "direct" in done.stderr

@@ -155,12 +155,19 @@ def _retryable(prediction: Prediction) -> bool:
     return (prediction.error or "").startswith(MODEL_ERROR)
 
 
+def _class_scores(scored: list[Prediction]) -> list[np.ndarray] | None:
+    """Each image's per-class scores (class order), when the strategy stored them for every image."""
+    if not scored or any(not (p.detail and "scores" in p.detail) for p in scored):
+        return None
+    return [np.asarray(p.detail["scores"], dtype=float) for p in scored]
+
+
 def _top_k(scored: list[Prediction], index: dict[str, int], k: int) -> float | None:
     """Top-k accuracy where the strategy stored a score per class; None otherwise."""
-    if not scored or len(index) <= k or any(not (p.detail and "scores" in p.detail) for p in scored):
+    scores = _class_scores(scored)
+    if scores is None or len(index) <= k:
         return None
-    hits = [index[p.label] in np.argsort(-np.asarray(p.detail["scores"]))[:k] for p in scored]
-    return float(np.mean(hits))
+    return float(np.mean([index[p.label] in np.argsort(-row)[:k] for row, p in zip(scores, scored)]))
 
 
 ECE_BINS = 15
@@ -174,9 +181,9 @@ def expected_calibration_error(scored: list[Prediction], index: dict[str, int], 
     |accuracy − mean confidence| (Guo et al., 2017). Correct means the true class has the top
     probability (the first listed among ties), as the strategies that store scores predict.
     """
-    if not scored or any(not (p.detail and "scores" in p.detail) for p in scored):
+    probabilities = _class_scores(scored)
+    if probabilities is None:
         return None
-    probabilities = [np.asarray(p.detail["scores"], dtype=float) for p in scored]
     confidence = np.array([row.max() for row in probabilities])
     correct = np.array([int(np.argmax(row)) == index[p.label] for row, p in zip(probabilities, scored)])
     which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
@@ -198,7 +205,7 @@ def _speed(store: Store, scored: list[Prediction]) -> dict[str, Any]:
     return {
         "images_per_s": round(images / seconds, 3) if seconds > 0 else None,
         "inference_s": round(seconds, 3),
-        "load_s": round(sessions[-1]["load_s"], 3) if sessions else None,
+        "load_s": round(max(s["load_s"] for s in sessions), 3) if sessions else None,
         "latency_p50_s": _percentile(latencies, 50),
         "latency_p95_s": _percentile(latencies, 95),
         "peak_gpu_gb": max(gpu) if gpu else None,

@@ -104,6 +104,7 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
     shots = spec.shots if spec.shots is not None else getattr(strategy_type, "default_shots", 0)
     selection = select(dataset, spec.classes, spec.per_class, spec.seed, spec.background, shots=shots)
     out.mkdir(parents=True, exist_ok=True)
+    new_run = not (out / STORE_NAME).exists()
     store = Store(out / STORE_NAME)
     try:
         resumed = store.begin_or_resume(
@@ -123,10 +124,16 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
         if not pending:
             return RunResult(out, resumed, 0, len(selection.samples))
 
-        model, load_s = pool.get(spec)
-        context = Context.from_spec(spec, classes=selection.classes, background=selection.background, out=out,
-                                    shots=selection.shots, load_image=dataset.load)
-        strategy = strategy_type(model, context)
+        try:
+            model, load_s = pool.get(spec)
+            context = Context.from_spec(spec, classes=selection.classes, background=selection.background, out=out,
+                                        shots=selection.shots, load_image=dataset.load)
+            strategy = strategy_type(model, context)
+        except BaseException:
+            if new_run:  # nothing was asked: leave no store that would pin this folder to a failed spec
+                store.discard()
+            raise
+        log(f"loaded {model.model_id} in {load_s:.1f}s" if load_s else f"reusing the loaded {model.model_id}")
         if check_batching:
             from classbench import batching
 
@@ -135,7 +142,6 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
         store.set_meta({"model": model.describe(), "strategy": strategy.describe()})
         store.start_session(device=str(model.settings.get("device", spec.device)), batch_size=spec.batch_size)
         store.update_session(load_s=load_s)
-        log(f"loaded {model.model_id} in {load_s:.1f}s" if load_s else f"reusing the loaded {model.model_id}")
 
         budget = pricing.Budget.for_run(spec.max_cost, model.describe())
         try:

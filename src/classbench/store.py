@@ -114,6 +114,12 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def discard(self) -> None:
+        """Close and delete a store in which nothing was asked (a run that failed while starting)."""
+        self.db.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
     # --- spec, provenance, samples -------------------------------------------------------------
 
     def meta(self, key: str, default: Any = None) -> Any:
