@@ -72,17 +72,17 @@ class Binary(Strategy):
         return seeded_order(self.askable, self.context.seed, image_id, "binary")
 
     def run(self, items: Sequence[Item]) -> Iterator[Step]:
-        if self.share_prefix:
-            yield from self._run_shared(items)
-            return
         walks = []
         for item in items:
             walk = _Walk(item, self.order(item.image_id))
-            step = self._advance(walk)
+            step = self._advance(walk)  # stored answers may already decide the image
             if step is not None:
                 yield step
             else:
                 walks.append(walk)
+        if self.share_prefix:
+            yield from self._run_shared(walks)
+            return
         while walks:
             asks = [(walk, walk.item.image, fill(self.template, "{class}", walk.order[walk.position]))
                     for walk in walks]
@@ -100,15 +100,7 @@ class Binary(Strategy):
                         still.append(walk)
             walks = still
 
-    def _run_shared(self, items: Sequence[Item]) -> Iterator[Step]:
-        walks = []
-        for item in items:
-            walk = _Walk(item, self.order(item.image_id))
-            step = self._advance(walk)
-            if step is not None:
-                yield step
-            else:
-                walks.append(walk)
+    def _run_shared(self, walks: list[_Walk]) -> Iterator[Step]:
         if not walks:
             return
         names = [[name for name in walk.order[walk.position:] if f"{PREFIX}{name}" not in walk.item.done]
