@@ -92,3 +92,14 @@ def test_demo_prints_the_leaderboard(tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["n_images"] == 200 and metrics["n_classes"] == 10 and "T-shirt/top" in metrics["classes"]
     assert metrics["accuracy"] > 0.1  # chance is 0.1; a broken pipeline lands at or below it
+
+
+def test_an_option_nothing_reads_is_refused(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree", folders=("001.a", "002.b"), per_class=1, background=False)
+    done = classbench("run", "--dataset", str(tree), "--model", "efficientnet-lite0", "-o", "dtyp=fp16",
+                      "--out", str(tmp_path / "o"))
+    assert done.returncode == 2
+    assert "--option dtyp: not a setting of efficientnet-lite0 models or the direct strategy" in done.stderr
+    done = classbench("run", "--dataset", str(tree), "--model", "efficientnet-lite0", "--strategy", "probe",
+                      "-o", "C=0.5", "-o", "templates=x", "--out", str(tmp_path / "o"))
+    assert done.returncode == 2 and "--option templates" in done.stderr and "they accept: C" in done.stderr

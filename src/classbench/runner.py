@@ -20,6 +20,7 @@ from time import perf_counter
 from classbench import pricing, provenance
 from classbench.datasets import Dataset, Sample, open_dataset, select
 from classbench.errors import ImageLoadError, UserError
+from classbench.models import check_options
 from classbench.models.base import Backend
 from classbench.spec import RunSpec
 from classbench.store import STORE_NAME, Prediction, Question, Store
@@ -101,6 +102,7 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
     dataset = open_dataset(spec.dataset, label_file=spec.label_file, split=spec.split,
                            image_column=spec.image_column, label_column=spec.label_column)
     strategy_type = strategy_class(spec.strategy)
+    check_options(spec.model, spec.options, strategy_type.options, spec.strategy)
     shots = spec.shots if spec.shots is not None else getattr(strategy_type, "default_shots", 0)
     selection = select(dataset, spec.classes, spec.per_class, spec.seed, spec.background, shots=shots)
     out.mkdir(parents=True, exist_ok=True)

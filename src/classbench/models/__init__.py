@@ -20,6 +20,8 @@ class Entry:
     loader: str
     help: str
     example: str
+    options: frozenset[str] = frozenset()
+    """The `--option KEY=VALUE` keys the loader reads (beyond the settings that have flags)."""
 
 
 REGISTRY: dict[str, Entry] = {
@@ -42,21 +44,25 @@ REGISTRY: dict[str, Entry] = {
         "classbench.models.hf_vlm:load_hf",
         "a vision-language model through transformers, by hub id or local folder (closed-set, binary, likelihood)",
         "hf:Qwen/Qwen2-VL-7B-Instruct",
+        frozenset({"revision", "min_pixels"}),
     ),
     "openai": Entry(
         "classbench.models.openai_api:load_openai",
         "an OpenAI-compatible chat server: the OpenAI API, or vLLM/SGLang/transformers serve with --base-url",
         "openai:gpt-4o",
+        frozenset({"temperature", "top_logprobs", "image_detail", "backoff_s"}),
     ),
     "clip": Entry(
         "classbench.models.clip:load_hf_clip",
         "zero-shot CLIP, SigLIP or a compatible transformers image-text model: hub id or local folder",
         "clip:openai/clip-vit-base-patch32",
+        frozenset({"templates"}),
     ),
     "open_clip": Entry(
         "classbench.models.clip:load_open_clip",
         "zero-shot open_clip model ARCH/TAG (needs open-clip-torch; TAG may be a checkpoint file)",
         "open_clip:ViT-B-32/laion2b_s34b_b79k",
+        frozenset({"templates"}),
     ),
 }
 
@@ -69,6 +75,18 @@ def split_name(name: str) -> tuple[str, str]:
         known = ", ".join(f"{key} (e.g. {entry.example})" for key, entry in REGISTRY.items())
         raise UserError(f"--model {name!r}: unknown model. Known backends: {known}")
     return prefix, rest
+
+
+def check_options(name: str, options: dict, strategy_options: frozenset[str], strategy: str) -> None:
+    """Refuse `--option` keys that neither the backend nor the strategy reads: a typo must not be
+    silently ignored while the user believes it took effect."""
+    prefix, _ = split_name(name)
+    known = REGISTRY[prefix].options | strategy_options
+    unknown = sorted(set(options) - known)
+    if unknown:
+        accepted = ", ".join(sorted(known)) or "none"
+        raise UserError(f"--option {unknown[0]}: not a setting of {prefix} models or the {strategy} strategy "
+                        f"(they accept: {accepted}); most settings have their own flag, see `classbench run --help`")
 
 
 def load_model(name: str, options: dict | None = None, device: str = "auto") -> Backend:

@@ -78,6 +78,8 @@ class Strategy(ABC):
     name: ClassVar[str]
     needs: ClassVar[str | tuple[str, ...]]
     """The backend capability this strategy uses (a tuple: any one of them)."""
+    options: ClassVar[frozenset[str]] = frozenset()
+    """The `--option KEY=VALUE` keys this strategy reads."""
     atomic_chunks: ClassVar[bool] = False
     """True when a chunk is answered at once: the runner then writes it in one transaction, so a
     resumed run never splits a batch (and batch composition, hence numerics, stay identical)."""

@@ -40,6 +40,7 @@ MAX_ITER = 2000
 
 class Probe(Strategy):
     name = "probe"
+    options = frozenset({"C"})
     needs = "embed"
     atomic_chunks = True
     default_shots = 5
