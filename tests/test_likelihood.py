@@ -121,16 +121,20 @@ def test_mean_per_token_and_calibration_change_the_score_as_documented(tmp_path:
 
 
 @pytest.mark.parametrize("arch", arch_params(("qwen2_vl", "llava_next", "smolvlm", "paligemma")))
-def test_binary_over_shared_prefixes_equals_round_by_round_binary(arch: str) -> None:
+def test_binary_over_shared_prefixes_equals_round_by_round_binary(arch: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Random weights (answers are junk, so every class is asked) and a model that says yes to one
-    class (so asking stops part-way); images of several sizes, so prefixes are padded."""
+    class (so asking stops part-way); images of several sizes, so prefixes are padded; questions in
+    one wave and (with WAVE_ROWS 1) in waves of half the questions left."""
     samples = [(Sample(f"img{i}.png", "cat"), image) for i, image in enumerate(_images(3))]
     context = Context(classes=["cat", "dog", "car", "teddy bear", "clutter"], background="clutter", seed=0,
                       options={}, max_new_tokens=3, batch_size=8)
     for model in (backend(arch), backend(arch, Rig(yes_if="car"))):
-        shared = answers_at(Binary, model, context, samples, 8)
         sequential = answers_at(_RoundByRound, model, context, samples, 8)
-        assert shared == sequential
+        for wave_rows in (hf_prefix.WAVE_ROWS, 1):
+            monkeypatch.setattr(hf_prefix, "WAVE_ROWS", wave_rows)
+            shared = answers_at(Binary, model, context, samples, 8)
+            assert shared == sequential
     assert sum(key != "(prediction)" for _, key in shared) < 4 * len(samples), "the rig stops before the end"
     shares = hf_prefix._plan(backend(arch), [(image, ["Is the cat here?", "Is the dog here?"]) for _, image in samples])
     assert (shares is not None) == backend(arch).adapter.shared_prefix, "prefix-LMs (PaliGemma) ask plainly"

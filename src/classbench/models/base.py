@@ -7,8 +7,8 @@ backend with a clear message instead of failing deep inside a loop:
 - `generate`: images + prompts → text (VLMs, API models).
 - `score`: image + prompt + candidate answers → log-probabilities (`score`, see `ScoreRequest`).
 - `shared_prefix`: several questions per image, each image computed once
-  (`generate_shared([(image, prompts), …], max_new_tokens)` → answers per image), with the
-  answers `generate` would give.
+  (`generate_shared([(image, prompts), …], max_new_tokens, stop=None)` → answers per image), with
+  the answers `generate` would give; with `stop`, an image's answers end at the first one it accepts.
 - `embed`: images → feature vectors (for probes).
 - `zero_shot`: images + class names → probabilities over those names (image-text models such as
   CLIP and SigLIP, which need no label mapping).

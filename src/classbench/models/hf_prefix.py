@@ -24,7 +24,7 @@ for free over `cat food`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from time import perf_counter
 from typing import Any
@@ -39,6 +39,8 @@ CACHED_TOKENS = 65_536
 """Continuation rows × prefix tokens per batched call: bounds the memory of the repeated cache (a
 7B model's 1,000-token image prompt allows 64 rows at once; a tiny test model's, thousands)."""
 WORD_START = "▁"
+WAVE_ROWS = 64
+"""The fewest (image, question) rows a wave of `generate_shared` with a stop test asks for."""
 
 
 def score(backend: Any, request: ScoreRequest) -> Scores:
@@ -71,22 +73,49 @@ def score(backend: Any, request: ScoreRequest) -> Scores:
                   latency_s=perf_counter() - started)
 
 
-def generate_shared(backend: Any, asks: Sequence[tuple[Image.Image, Sequence[str]]],
-                    max_new_tokens: int) -> list[list[Generation]]:
+def generate_shared(backend: Any, asks: Sequence[tuple[Image.Image, Sequence[str]]], max_new_tokens: int,
+                    stop: Callable[[Generation], bool] | None = None) -> list[list[Generation]]:
     """Answer each image's prompts; falls back to plain batched `generate` calls where no prefix can be
-    shared (a prefix-LM such as PaliGemma, or a processor whose ids do not end with the prompt's text)."""
-    requests = [GenerationRequest(image, prompt, max_new_tokens) for image, prompts in asks for prompt in prompts]
-    plan = _plan(backend, asks) if backend.adapter.shared_prefix and len(requests) > len(asks) else None
-    if plan is not None:
-        answers = _generate_planned(backend, asks, *plan, max_new_tokens)
-    else:
-        answers = [g for start in range(0, len(requests), len(asks))
-                   for g in backend.generate(requests[start:start + len(asks)])]
-    grouped, start = [], 0
-    for _, prompts in asks:
-        grouped.append(answers[start:start + len(prompts)])
-        start += len(prompts)
-    return grouped
+    shared (a prefix-LM such as PaliGemma, or a processor whose ids do not end with the prompt's text).
+
+    With `stop`, an image's answers end at the first one that `stop` accepts: its prompts are asked in
+    waves along their order (`wave_size`), an image leaves the waves once it has stopped, and what was
+    computed past its stop in its last wave is dropped. Each answer's `latency_s` is an equal share of
+    the call's time over the answers returned."""
+    started = perf_counter()
+    prompts = [list(asked) for _, asked in asks]
+    plan = (_plan(backend, asks) if backend.adapter.shared_prefix and sum(map(len, prompts)) > len(asks)
+            else None)
+    prefix = _Prefix(backend, *plan) if plan is not None else None
+    answers: list[list[Generation]] = [[] for _ in asks]
+    waiting = [i for i, asked in enumerate(prompts) if asked]
+    while waiting:
+        left = max(len(prompts[i]) - len(answers[i]) for i in waiting)
+        size = wave_size(left, len(waiting)) if stop is not None else left
+        rows = [(i, prompt) for i in waiting for prompt in prompts[i][len(answers[i]):len(answers[i]) + size]]
+        if prefix is not None:
+            generated = prefix.generate(rows, max_new_tokens)
+        else:
+            requests = [GenerationRequest(asks[i][0], prompt, max_new_tokens) for i, prompt in rows]
+            generated = [g for start in range(0, len(requests), len(asks))
+                         for g in backend.generate(requests[start:start + len(asks)])]
+        stopped: set[int] = set()
+        for (i, _), generation in zip(rows, generated):
+            if i not in stopped:
+                answers[i].append(generation)
+                if stop is not None and stop(generation):
+                    stopped.add(i)
+        waiting = [i for i in waiting if i not in stopped and len(answers[i]) < len(prompts[i])]
+    latency = (perf_counter() - started) / max(1, sum(map(len, answers)))
+    return [[replace(answer, latency_s=latency) for answer in image] for image in answers]
+
+
+def wave_size(left: int, images: int) -> int:
+    """Questions per image in the next wave, given the most that any of the `images` still waiting has
+    `left`: half of that, so an image's questions past its stop cost at most half what remained, but
+    enough for WAVE_ROWS rows, as a call's own cost (setup, a forward per new token) is that of tens of
+    rows on the CPU."""
+    return max(-(-left // 2), -(-WAVE_ROWS // images))
 
 
 def model_inputs(backend: Any, images: Sequence[Image.Image], prompts: Sequence[str]) -> Any:
@@ -135,55 +164,63 @@ def _plan(backend: Any,
     return inputs, ids.shape[1] - len(suffix), {prompt: ids[common:] for prompt, ids in tokens.items()}
 
 
-def _generate_planned(backend: Any, asks: Sequence[tuple[Image.Image, Sequence[str]]], inputs: Any,
-                      prefix_length: int, suffixes: dict[str, list[int]], max_new_tokens: int) -> list[Generation]:
-    """Prefill every image's prefix in one batch, then continue all (image, prompt) rows from copies of
-    their image's cache. Prompts are left-padded between prefix and remainder; `generate` derives
+class _Prefix:
+    """Every image's prefix, prefilled in one batch; `generate` continues (image, prompt) rows from copies
+    of their image's cache. Prompts are left-padded between prefix and remainder; `generate` derives
     positions from the attention mask, so the pads shift nothing. The prefill is a plain forward when
     no prefix is padded (default positions are then right) and a one-token `generate` otherwise."""
-    started = perf_counter()
-    model = backend.model
-    length = inputs["input_ids"].shape[1]
-    per_token = {key for key, value in inputs.items()
-                 if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] == length}
-    prefix = {key: value[:, :prefix_length] if key in per_token else value for key, value in inputs.items()}
-    if bool(prefix["attention_mask"].all()):
-        cache = model(**prefix, use_cache=True, logits_to_keep=1).cache
-    else:
-        cache = model.generate(**prefix, max_new_tokens=1, do_sample=False, num_beams=1,
-                               return_dict_in_generate=True).cache
-    deltas = _per_row_state(model, len(asks))
-    rows = [(image, prompt) for image, (_, prompts) in enumerate(asks) for prompt in prompts]
-    pad = backend.tokenizer.pad_token_id or 0
-    stops = backend._stop_ids()
-    answers: list[Generation] = []
-    step = rows_per_call(prefix_length)
-    for start in range(0, len(rows), step):
-        chunk = rows[start:start + step]
-        index = torch.tensor([image for image, _ in chunk], device=backend.device)
-        width = max(len(suffixes[prompt]) for _, prompt in chunk)
-        tails = [suffixes[prompt] for _, prompt in chunk]
+
+    def __init__(self, backend: Any, inputs: Any, prefix_length: int, suffixes: dict[str, list[int]]) -> None:
+        model = backend.model
+        length = inputs["input_ids"].shape[1]
+        self.per_token = {key for key, value in inputs.items()
+                          if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] == length}
+        self.prefix = {key: value[:, :prefix_length] if key in self.per_token else value
+                       for key, value in inputs.items()}
+        if bool(self.prefix["attention_mask"].all()):
+            self.cache = model(**self.prefix, use_cache=True, logits_to_keep=1).cache
+        else:
+            self.cache = model.generate(**self.prefix, max_new_tokens=1, do_sample=False, num_beams=1,
+                                        return_dict_in_generate=True).cache
+        self.deltas = _per_row_state(model, inputs["input_ids"].shape[0])
+        self.backend, self.inputs, self.suffixes = backend, inputs, suffixes
+        self.step = rows_per_call(prefix_length)
+        self.stops = backend._stop_ids()
+
+    def generate(self, rows: Sequence[tuple[int, str]], max_new_tokens: int) -> list[Generation]:
+        return [answer for start in range(0, len(rows), self.step)
+                for answer in self._generate(rows[start:start + self.step], max_new_tokens)]
+
+    def _generate(self, rows: Sequence[tuple[int, str]], max_new_tokens: int) -> list[Generation]:
+        backend, prefix = self.backend, self.prefix
+        pad = backend.tokenizer.pad_token_id or 0
+        index = torch.tensor([image for image, _ in rows], device=backend.device)
+        tails = [self.suffixes[prompt] for _, prompt in rows]
+        width = max(map(len, tails))
         tail_ids = torch.tensor([[pad] * (width - len(t)) + t for t in tails], device=backend.device)
         tail_mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in tails], device=backend.device)
         mask = prefix["attention_mask"]
         continued = {"input_ids": torch.cat([prefix["input_ids"][index], tail_ids], dim=1),
                      "attention_mask": torch.cat([mask[index], tail_mask.to(mask.dtype)], dim=1)}
-        for key in per_token - continued.keys():
+        for key in self.per_token - continued.keys():
             # Per-token inputs such as Qwen's `mm_token_type_ids`: the remainder is text, like the prompt's end.
-            continued[key] = torch.cat([prefix[key][index], inputs[key][index, -1:].expand(-1, width)], dim=1)
-        rows_cache = copy.deepcopy(cache)
-        rows_cache.batch_select_indices(index)
-        if deltas is not None:
-            model.model.rope_deltas = deltas[index]
-        generated = model.generate(**continued, cache=rows_cache, max_new_tokens=max_new_tokens, do_sample=False,
-                                   num_beams=1)
-        new = [row[:max_new_tokens] for row in generated[:, continued["input_ids"].shape[1]:].tolist()]
-        ends = [next((i for i, token in enumerate(row) if token in stops), len(row)) for row in new]
-        texts = backend.processor.batch_decode([row[:end] for row, end in zip(new, ends)], skip_special_tokens=True)
-        answers += [Generation(text=text.strip(), tokens_in=int(tokens), tokens_out=end)
-                    for text, end, tokens in zip(texts, ends, continued["attention_mask"].sum(dim=1).tolist())]
-    latency = (perf_counter() - started) / len(rows)
-    return [replace(answer, latency_s=latency) for answer in answers]
+            continued[key] = torch.cat([prefix[key][index], self.inputs[key][index, -1:].expand(-1, width)], dim=1)
+        cache = copy.deepcopy(self.cache)
+        cache.batch_select_indices(index)
+        if self.deltas is not None:
+            backend.model.model.rope_deltas = self.deltas[index]
+        generated = backend.model.generate(**continued, cache=cache, max_new_tokens=max_new_tokens,
+                                           do_sample=False, num_beams=1)
+        answers = [self._until_stop(row[:max_new_tokens])
+                   for row in generated[:, continued["input_ids"].shape[1]:].tolist()]
+        distinct = list(dict.fromkeys(answers))  # mostly the same few answers: decode each once
+        texts = dict(zip(distinct, backend.processor.batch_decode([list(ids) for ids in distinct],
+                                                                  skip_special_tokens=True)))
+        return [Generation(text=texts[answer].strip(), tokens_in=int(tokens), tokens_out=len(answer))
+                for answer, tokens in zip(answers, continued["attention_mask"].sum(dim=1).tolist())]
+
+    def _until_stop(self, ids: list[int]) -> tuple[int, ...]:
+        return tuple(ids[:next((i for i, token in enumerate(ids) if token in self.stops), len(ids))])
 
 
 def _per_row_state(model: Any, batch: int) -> torch.Tensor | None:

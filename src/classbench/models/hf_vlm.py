@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -71,11 +71,12 @@ class HFVisionLanguageModel(Generator):
         return [hf_prefix.score(self, request) for request in requests]
 
     @torch.inference_mode()
-    def generate_shared(self, asks: Sequence[tuple[Image.Image, Sequence[str]]],
-                        max_new_tokens: int) -> list[list[Generation]]:
+    def generate_shared(self, asks: Sequence[tuple[Image.Image, Sequence[str]]], max_new_tokens: int,
+                        stop: Callable[[Generation], bool] | None = None) -> list[list[Generation]]:
         """The answers `generate` gives to several questions per image, with each image and the
-        prompts' common start computed once (`hf_prefix`)."""
-        return hf_prefix.generate_shared(self, asks, max_new_tokens)
+        prompts' common start computed once (`hf_prefix`); with `stop`, an image's answers end at the
+        first one it accepts, and the questions after it are mostly not computed."""
+        return hf_prefix.generate_shared(self, asks, max_new_tokens, stop)
 
     def prepare(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> Any:
         """Model inputs for a batch of (image, user prompt) pairs, left-padded, on the model's device."""

@@ -12,11 +12,12 @@ its r-th class, in calls of `batch_size`. A question the model could not answer 
 a failed model error, retried by the next run; answered questions are never asked again.
 
 With a backend that shares prefixes (`shared_prefix`: the transformers backend), a chunk's
-remaining questions are asked in one call instead, each image and the prompt's common start
-computed once (`generate_shared`); the stop rule is then applied in the same order to the answers,
-and only the questions up to the first yes are stored. The answers are those of `generate`, so
-predictions, stored questions and their count equal the round-by-round way; the questions after
-the first yes are computed and dropped, which costs less than a round per question.
+remaining questions are asked in one `generate_shared` call instead, each image and the prompt's
+common start computed once, and its questions in a few waves along its order until a yes (or a
+failed question) ends it; the stop rule is then applied in the same order to the answers, and only
+the questions up to the first yes are stored. The answers are those of `generate`, so predictions,
+stored questions and their count equal the round-by-round way; questions after the first yes
+within its wave are computed and dropped, which costs less than a round per question.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ DEFAULT_PROMPT = "Answer the question in a single word: yes or no. Is the {class
 PREFIX = "ask:"
 NONE = "(none)"
 REPLIES = {True: "yes", False: "no", None: "invalid"}
+
+
+def _stops(generation: Generation) -> bool:
+    """An answer after which an image is asked nothing more: a yes, or a failed question."""
+    return generation.error is not None or parse_yes_no(generation.text) is True
 
 
 @dataclass
@@ -107,11 +113,12 @@ class Binary(Strategy):
                  for walk in walks]
         prompts = [[fill(self.template, "{class}", name) for name in asked] for asked in names]
         answers = self.model.generate_shared([(walk.item.image, asked) for walk, asked in zip(walks, prompts)],
-                                             self.context.max_new_tokens)
-        if [len(a) for a in answers] != [len(p) for p in prompts]:
-            raise RuntimeError(f"{self.model.model_id} answered {sum(map(len, answers))} of "
-                               f"{sum(map(len, prompts))} questions")
-        for walk, asked, questions, generations in zip(walks, names, prompts, answers):
+                                             self.context.max_new_tokens, stop=_stops)
+        for walk, asked, questions, generations in zip(walks, names, prompts, answers, strict=True):
+            if not (len(generations) == len(questions) or 0 < len(generations) < len(questions)
+                    and _stops(generations[-1])):
+                raise RuntimeError(f"{self.model.model_id} answered {len(generations)} of {len(questions)} "
+                                   f"questions about {walk.item.image_id}, the last not a yes")
             yield self._stop_at_first_yes(walk, dict(zip(asked, zip(questions, generations))))
 
     def _stop_at_first_yes(self, walk: _Walk, answers: dict[str, tuple[str, Generation]]) -> Step:
