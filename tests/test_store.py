@@ -53,7 +53,7 @@ def test_model_failures_are_not_finished_but_unreadable_images_are(tmp_path: Pat
     store, _ = fresh(tmp_path)
     store.record("a/1.jpg", [], Prediction("a/1.jpg", "a", None, "failed", "unreadable image: x"))
     store.record("b/1.jpg", [], Prediction("b/1.jpg", "b", None, "failed", "model error: OOM"))
-    assert store.finished_images(retry_prefix="model error: ") == {"a/1.jpg"}
+    assert store.finished_images() == {"a/1.jpg"}
 
 
 def test_a_batch_is_one_transaction(tmp_path: Path) -> None:

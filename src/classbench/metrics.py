@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from classbench import usage
-from classbench.store import Prediction, Store
+from classbench.store import MODEL_ERROR, Prediction, Store
 
 INVALID = "(invalid)"
 BOOTSTRAP_RESAMPLES = 1000
@@ -150,8 +150,6 @@ def _strategy_summary(store: Store, name: str | None) -> dict[str, Any] | None:
 
 
 def _retryable(prediction: Prediction) -> bool:
-    from classbench.runner import MODEL_ERROR
-
     return (prediction.error or "").startswith(MODEL_ERROR)
 
 

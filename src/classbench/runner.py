@@ -23,12 +23,10 @@ from classbench.errors import ImageLoadError, UserError
 from classbench.models import check_options
 from classbench.models.base import Backend
 from classbench.spec import RunSpec
-from classbench.store import STORE_NAME, Prediction, Question, Store
+from classbench.store import MODEL_ERROR, STORE_NAME, UNREADABLE, Prediction, Question, Store
 from classbench.strategies import strategy_class
 from classbench.strategies.base import Context, Item, Step, Strategy
 
-UNREADABLE = "unreadable image: "
-MODEL_ERROR = "model error: "
 GIVE_UP_AFTER = 20
 """Consecutive failures with nothing answered yet that mean the model, not the data, is broken."""
 
@@ -224,17 +222,23 @@ def _steps(strategy: Strategy, items: list[Item]) -> Iterator[Step]:
     """Run a chunk; when the model fails on it, ask item by item so one bad image costs one image."""
     if not items:
         return
+    decided: set[str] = set()
     try:
-        yield from _complete(strategy, items)
+        for step in _complete(strategy, items):
+            if step.final:
+                decided.add(step.item.image_id)
+            yield step
         return
     except (KeyboardInterrupt, UserError):
         raise
     except Exception as error:
+        remaining = [item for item in items if item.image_id not in decided]
         if len(items) == 1:
-            yield Step(item=items[0], questions=[], final=True, status="failed",
-                       detail={"error": MODEL_ERROR + f"{type(error).__name__}: {error}"})
+            for item in remaining:
+                yield Step(item=item, questions=[], final=True, status="failed",
+                           detail={"error": MODEL_ERROR + f"{type(error).__name__}: {error}"})
             return
-    for item in items:
+    for item in remaining:  # the images decided before the failure are recorded already
         yield from _steps(strategy, [item])
 
 
@@ -248,7 +252,8 @@ def _complete(strategy: Strategy, items: list[Item]) -> Iterator[Step]:
 
 def _prediction(step: Step) -> Prediction:
     item = step.item
-    latencies = [q.latency_s for q in (*item.done.values(), *step.questions) if q.latency_s is not None]
+    asked = {**item.done, **{q.key: q for q in step.questions}}  # a strategy may have added these to done
+    latencies = [q.latency_s for q in asked.values() if q.latency_s is not None]
     detail = dict(step.detail or {})
     error = detail.pop("error", None)
     status = step.status if step.status == "failed" else ("ok" if step.prediction is not None else "invalid")
@@ -269,7 +274,7 @@ def _load_chunk(dataset: Dataset, chunk: list[Sample], finished: set[str], whole
 
 def _finished(store: Store) -> set[str]:
     """Images that need no more work: answered, or unreadable (model errors are retried)."""
-    return store.finished_images(retry_prefix=MODEL_ERROR)
+    return store.finished_images()
 
 
 def _check_same_model(store: Store, described: dict) -> None:

@@ -25,6 +25,11 @@ from classbench.spec import identity_differences
 STORE_NAME = "run.sqlite"
 SCHEMA_VERSION = "1"
 
+UNREADABLE = "unreadable image: "
+"""Error prefix of an image that could not be decoded: final, never retried."""
+MODEL_ERROR = "model error: "
+"""Error prefix of an image the model failed on: the next run of the same folder asks it again."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS samples (pos INTEGER PRIMARY KEY, image TEXT NOT NULL UNIQUE, label TEXT NOT NULL);
@@ -182,11 +187,11 @@ class Store:
             found[image] = {row[0]: _question(row) for row in rows}
         return found
 
-    def finished_images(self, retry_prefix: str | None = None) -> set[str]:
-        """Images with a prediction, less failures whose error starts with `retry_prefix`."""
+    def finished_images(self) -> set[str]:
+        """Images that need no more work: answered, or unreadable (model errors are asked again)."""
         rows = self.db.execute("SELECT image, status, error FROM predictions")
         return {image for image, status, error in rows
-                if not (retry_prefix and status == "failed" and (error or "").startswith(retry_prefix))}
+                if not (status == "failed" and (error or "").startswith(MODEL_ERROR))}
 
     def batch(self) -> _Transaction:
         """Group several writes into one transaction (nested writes join it)."""

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from classbench.errors import UserError
 from classbench.models.base import Generation, GenerationRequest, Generator
-from classbench.store import Question
+from classbench.store import MODEL_ERROR, Question
 from classbench.strategies.base import Item, Step
 
 T = TypeVar("T")
@@ -61,7 +61,6 @@ def question(key: str, prompt: str, generation: Generation, label: str | None = 
 
 
 def failed_step(item: Item, questions: list[Question], error: str) -> Step:
-    """End an image as a model error, which the next run retries (see `runner.MODEL_ERROR`)."""
-    from classbench.runner import MODEL_ERROR
+    """End an image as a model error, which the next run retries (see `store.MODEL_ERROR`)."""
 
     return Step(item=item, questions=questions, final=True, status="failed", detail={"error": MODEL_ERROR + error})
