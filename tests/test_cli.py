@@ -33,12 +33,15 @@ def test_help_answers_without_importing_torch() -> None:
     (["run", "--dataset", "/nowhere", "--model", "efficientnet-lite0"], "no such file or folder"),
     (["run", "--dataset", ".", "--model", "bogus:thing", "--classes", "0"], "bad value for 'classes'"),
     (["report", "/nowhere"], "no such run folder"),
+    (["run", "--dataset", ".", "--model", "openai:m", "--base-url", "http://me:s3cret@gpu1:8000/v1"],
+     "a user or password in the URL would be stored"),
 ])
 def test_bad_input_is_one_clear_line(args: list[str], message: str) -> None:
     done = classbench(*args)
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "s3cret" not in done.stderr
 
 
 def test_unknown_model_and_strategy_name_the_known_ones(tmp_path: Path) -> None:

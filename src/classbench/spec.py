@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any, Literal
 
 import yaml
@@ -68,7 +69,13 @@ class RunSpec(BaseModel):
     @field_validator("base_url", mode="before")
     @classmethod
     def _url_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+        urls = [value] if isinstance(value, str) else value
+        for url in urls or ():
+            parts = urlsplit(str(url))
+            if parts.username or parts.password:
+                raise ValueError(f"{parts.scheme}://…@{parts.hostname}: a user or password in the URL would be "
+                                 "stored with the run; put the key in an environment variable (--api-key-env)")
+        return urls
 
     @field_validator("dataset", "label_file", "label_map")
     @classmethod
@@ -127,6 +134,8 @@ def _explain(error: ValidationError, config: Path | None) -> str:
     if first["type"] == "extra_forbidden":
         known = ", ".join(sorted(RunSpec.model_fields))
         return f"unknown setting {where!r}{source}; known settings: {known}"
+    if first["type"] == "value_error":  # our own validators explain, and the input may hold a secret
+        return f"bad value for {where!r}{source}: {first['msg'].removeprefix('Value error, ')}"
     return f"bad value for {where!r}{source}: {first['msg']} (got {first.get('input')!r})"
 
 
