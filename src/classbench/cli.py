@@ -5,7 +5,6 @@ Heavy modules are imported inside the commands, so `classbench --help` answers a
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -62,8 +61,9 @@ def _options(values: list[str]) -> dict[str, Any]:
 
 
 def default_out(model: str, strategy: str, identity_hash: str) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-")
-    return Path("runs") / f"{slug}-{strategy}-{identity_hash[:8]}"
+    from classbench.sweep import slug
+
+    return Path("runs") / f"{slug(model)}-{strategy}-{identity_hash[:8]}"
 
 
 @app.command(help=RUN_HELP)
@@ -229,12 +229,11 @@ def sweep(
 
     models = ModelPool()  # points of one model run back to back and share one load
     try:
-        sweeping.run_points(points, lambda point: _run_and_report(
+        results = sweeping.run_points(points, lambda point: _run_and_report(
             point.spec, point.folder, settings.get("progress", True), settings.get("check_batching", False),
             models=models), log=_log)
     finally:
         models.close()
-    results = sweeping.results(points)
     markdown_path, csv_path = sweep_table.write(results, out)
     typer.echo(sweep_table.markdown(results))
     typer.echo(f"sweep folder: {out}  ({markdown_path.name}, {csv_path.name}; `classbench report {out} --html report.html` "
@@ -269,7 +268,7 @@ def report(
     if html:
         from classbench.report import html as html_report
 
-        typer.echo(f"HTML report: {html_report.write(runs, html)}")
+        typer.echo(f"HTML report: {html_report.write(runs, html, results)}")
 
 
 @app.command()

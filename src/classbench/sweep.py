@@ -81,16 +81,12 @@ def check_sizes(spec: RunSpec, sizes: Sequence[int]) -> None:
             raise UserError(f"sweep point N={size}: {error}") from None
 
 
-def run_points(points: Sequence[Point], execute: Callable[[Point], Any],
-               log: Callable[[str], None] = print) -> None:
+def run_points(points: Sequence[Point], execute: Callable[[Point], dict[str, Any]],
+               log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run each point; `execute` returns the point's metrics, kept with the folder they came from."""
+    results = []
     for index, point in enumerate(points, 1):
         log(f"sweep point {index}/{len(points)}: {point.spec.model} · {point.spec.strategy} · "
             f"{point.spec.classes} classes → {point.folder}")
-        execute(point)
-
-
-def results(points: Sequence[Point]) -> list[dict[str, Any]]:
-    """Each point's metrics, recomputed from its store, with the folder it came from."""
-    from classbench.report.leaderboard import load_metrics
-
-    return [{**load_metrics(point.folder), "folder": str(point.folder)} for point in points]
+        results.append({**execute(point), "folder": str(point.folder)})
+    return results

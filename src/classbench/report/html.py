@@ -61,8 +61,10 @@ class RunView:
     gallery_note: str | None = None
 
 
-def write(folders: Sequence[Path], out_file: Path) -> Path:
-    """Write the report to `out_file` and its plots to `<stem>-plots/` beside it."""
+def write(folders: Sequence[Path], out_file: Path, results: Sequence[dict[str, Any]] | None = None) -> Path:
+    """Write the report to `out_file` and its plots to `<stem>-plots/` beside it.
+
+    `results` are the folders' metrics when the caller has them already (computed otherwise)."""
     if out_file.suffix.lower() not in (".html", ".htm"):
         raise UserError(f"--html {out_file}: the report file should end in .html")
     if out_file.is_dir():
@@ -70,14 +72,14 @@ def write(folders: Sequence[Path], out_file: Path) -> Path:
     out_file.parent.mkdir(parents=True, exist_ok=True)
     plots_dir = out_file.with_name(out_file.stem + "-plots")
     plots_dir.mkdir(exist_ok=True)
-    out_file.write_text(render(folders, plots_dir), encoding="utf-8")
+    out_file.write_text(render(folders, plots_dir, results), encoding="utf-8")
     return out_file
 
 
-def render(folders: Sequence[Path], plots_dir: Path) -> str:
+def render(folders: Sequence[Path], plots_dir: Path, results: Sequence[dict[str, Any]] | None = None) -> str:
     import jinja2
 
-    results = [load_metrics(folder) for folder in folders]
+    results = list(results) if results is not None else [load_metrics(folder) for folder in folders]
     runs = [RunView(anchor=f"run-{index + 1}", title=_title(m), folder=str(folder), metrics=m)
             for index, (folder, m) in enumerate(zip(folders, results))]
     saver = _Saver(plots_dir)
@@ -153,10 +155,8 @@ def _gallery(folder: Path, metrics: dict[str, Any], datasets: _Datasets) -> tupl
         wrong = [p for p in store.predictions() if p.status != "failed" and p.prediction != p.label]
         chosen = wrong[:GALLERY_SIZE]
         wanted = {p.image for p in chosen}
-        answers: dict[str, list[str]] = {image: [] for image in wanted}
-        for image, question in store.all_questions():
-            if image in wanted and question.error is None:
-                answers[image].append(_clip(f"{question.key}: {question.answer}"))
+        answers = {image: [_clip(f"{key}: {question.answer}") for key, question in asked.items()]
+                   for image, asked in store.questions_for(wanted).items()}
         spec = store.meta("spec") or {}
     finally:
         store.close()
