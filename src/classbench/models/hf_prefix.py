@@ -47,7 +47,7 @@ def score(backend: Any, request: ScoreRequest) -> Scores:
     started = perf_counter()
     inputs = model_inputs(backend, [request.image], [request.prompt])
     prompt_ids = inputs["input_ids"][0].tolist()
-    answers = [answer_ids(backend.tokenizer, name, prompt_ids) for name in request.candidates]
+    answers = [backend.answer_ids(name, prompt_ids) for name in request.candidates]
     stops = torch.tensor(sorted(backend._stop_ids()), device=backend.device)
     output = backend.model(**inputs, use_cache=True, logits_to_keep=1)
     first = torch.log_softmax(output.logits[0, -1].float(), dim=-1)

@@ -44,6 +44,7 @@ class HFVisionLanguageModel(Generator):
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     max_pixels: int | None = None
     _text_ids: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    _answer_ids: dict[tuple[str, int], list[int]] = field(default_factory=dict, repr=False)
 
     @property
     def capabilities(self) -> frozenset[str]:  # type: ignore[override]
@@ -63,6 +64,14 @@ class HFVisionLanguageModel(Generator):
             self._text_ids[prompt] = self.tokenizer.encode(self.adapter.prompt(self.processor, prompt),
                                                            add_special_tokens=False)
         return self._text_ids[prompt]
+
+    def answer_ids(self, name: str, prompt_ids: Sequence[int]) -> list[int]:
+        """A candidate's tokens after this prompt (`hf_prefix.answer_ids`); cached by the prompt's last
+        token, the only part of the prompt the rule reads, as every image asks the same candidates."""
+        key = (name, prompt_ids[-1] if prompt_ids else -1)
+        if key not in self._answer_ids:
+            self._answer_ids[key] = hf_prefix.answer_ids(self.tokenizer, name, prompt_ids)
+        return self._answer_ids[key]
 
     @torch.inference_mode()
     def score(self, requests: Sequence[ScoreRequest]) -> list[Scores]:
