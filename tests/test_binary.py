@@ -73,7 +73,8 @@ def test_without_a_background_no_yes_is_an_explicit_none(tmp_path: Path) -> None
     assert set(predictions.values()) == {"(none)"}
     classes = metrics["classes"]
     assert all([name for name, _ in a] == classes for a in _asked(out).values()), "fixed order: class-list order"
-    assert metrics["accuracy"] == 0.0 and metrics["invalid"] == len(predictions)
+    assert metrics["accuracy"] == 0.0 and metrics["invalid"] == 0  # "(none)" is a decision, not an invalid answer
+    assert all(row[-1] == sum(row) for row in metrics["confusion_matrix"]["matrix"])  # all in the "no class" column
 
 
 def test_replies_that_are_neither_yes_nor_no_are_counted_invalid(tmp_path: Path) -> None:

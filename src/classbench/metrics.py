@@ -1,8 +1,10 @@
 """Metrics, computed from the run store alone.
 
 Per-class precision, recall, F1 and support, the macro and weighted averages and accuracy
-follow scikit-learn's `classification_report` (zero_division=0). An answer that maps to no class
-(`invalid`) counts as wrong: it lowers its true class's recall and no class's precision. Images
+follow scikit-learn's `classification_report` (zero_division=0). A prediction that is no class —
+an *invalid* answer, or binary's explicit `(none)` — counts as wrong: it lowers its true class's
+recall and no class's precision, and sits in the confusion matrix's last column. `invalid`
+counts only the answers that named no class (status `invalid`). Images
 that could not be read are not scored; they are counted and listed. Intervals are 95% percentile
 bootstrap intervals over images (1,000 resamples, fixed seed), so they reproduce exactly.
 """
@@ -21,7 +23,7 @@ import numpy as np
 from classbench import usage
 from classbench.store import MODEL_ERROR, Prediction, Store
 
-INVALID = "(invalid)"
+NO_CLASS = "(no class)"
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 
@@ -126,9 +128,9 @@ def compute(store: Store) -> dict[str, Any]:
         "weighted_avg": report["weighted_avg"],
         "top5_accuracy": _top_k(scored, index, 5),
         "ece": expected_calibration_error(scored, index),
-        "invalid": int(matrix[:, len(classes)].sum()),
+        "invalid": sum(p.status == "invalid" for p in scored),
         "per_class": report["per_class"],
-        "confusion_matrix": {"labels": classes, "columns": [*classes, INVALID], "matrix": matrix.tolist()},
+        "confusion_matrix": {"labels": classes, "columns": [*classes, NO_CLASS], "matrix": matrix.tolist()},
         **_speed(store, scored),
         "failures": [{"image": p.image, "error": p.error} for p in failed[:200]],
         **usage.summary(store, len(scored)),
