@@ -211,3 +211,26 @@ def _select(out: Path, sql: str) -> list[tuple]:
         return list(db.execute(sql))
     finally:
         db.close()
+
+
+def test_kill_9_mid_chunk_at_batch_4_resumes_to_the_same_answers(tmp_path: Path) -> None:
+    """At --batch-size 4 a resumed chunk asks its missing questions in other batches than an
+    uninterrupted run would; with padding-invariant batching the answers are still identical."""
+    tree = image_tree(tmp_path / "tree", per_class=2)
+    model = model_folder("llava")
+    settings = dict(shuffles=3, background="clutter", batch_size=4, seed=2, max_new_tokens=3)
+    command = ["run", "--dataset", str(tree), "--model", f"hf:{model}", "--strategy", "closed-set", "--shuffles", "3",
+               "--background", "clutter", "--batch-size", "4", "--seed", "2", "--device", "cpu", "--no-progress",
+               "--max-new-tokens", "3", "--out", str(tmp_path / "killed")]
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_WRITES, *command],
+                            env={**os.environ, "KILL_AFTER": "3"}, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    partial = questions(tmp_path / "killed")
+    assert 0 < len(partial) < 24
+    run(tree, tmp_path / "killed", model, "closed-set", **settings)
+    run(tree, tmp_path / "whole", model, "closed-set", **settings)
+    final = questions(tmp_path / "killed")
+    assert final[:len(partial)] == partial and len(final) == 24
+    strip = lambda rows: sorted((image, key, answer, label) for _, image, key, answer, label, *_ in rows)  # noqa: E731
+    assert strip(final) == strip(questions(tmp_path / "whole"))
+    assert read_predictions(tmp_path / "killed") == read_predictions(tmp_path / "whole")
