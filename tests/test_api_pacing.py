@@ -124,7 +124,7 @@ def test_top_logprobs_of_the_first_answer_token_are_read() -> None:
                                            {"token": "dog", "logprob": -2.5, "bytes": None}]},
                          {"token": ".", "logprob": -0.01, "bytes": None, "top_logprobs": []}]}}],
     })
-    assert _first_token_logprobs(response.choices[0]) == {"cat": -0.1, "dog": -2.5}
+    assert _first_token_logprobs(response.choices[0]) == ("cat", {"cat": -0.1, "dog": -2.5})
 
 
 def test_images_are_sent_lossless_and_bounded_by_max_pixels() -> None:

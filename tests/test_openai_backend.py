@@ -295,3 +295,16 @@ def test_max_cost_stops_cleanly_and_a_higher_cap_finishes(tree: Path, model_dir:
     assert finished.returncode == 0, finished.stderr
     assert len(proxy.records) == N_IMAGES and len(_questions(tmp_path)) == N_IMAGES
     assert _metrics(tmp_path)["complete"]
+
+
+def test_likelihood_on_a_server_without_logprobs_stops_at_the_first_answer(tree: Path, model_dir: Path,
+                                                                          proxy: FaultProxy, tmp_path: Path) -> None:
+    proxy.reset(never)
+    command = _command(tree, model_dir, proxy, tmp_path, "--timeout-s", PATIENT, "--batch-size", "6")
+    command[command.index("closed-set")] = "likelihood"
+    done = _run(command)
+    assert done.returncode == 2, done.stderr
+    assert "--strategy likelihood needs the first answer token's log-probabilities" in done.stderr
+    assert "transformers serve ignores" in done.stderr and "--strategy closed-set or --strategy binary" in done.stderr
+    assert len(proxy.records) == 1 and json.loads(proxy.records[0].body)["top_logprobs"] == 20
+    assert _answered(tmp_path) == 0

@@ -12,6 +12,9 @@ backend with a clear message instead of failing deep inside a loop:
 - `embed`: images → feature vectors (for probes).
 - `zero_shot`: images + class names → probabilities over those names (image-text models such as
   CLIP and SigLIP, which need no label mapping).
+- `first_token_logprobs`: `generate` can be asked (`GenerationRequest.top_logprobs`) for the most
+  likely first answer tokens and their log-probabilities (`Generation.first_token_logprobs`);
+  whether the server behind it sends them is only known from its answers (`models/logprobs.py`).
 """
 
 from __future__ import annotations
@@ -69,6 +72,9 @@ class GenerationRequest:
     image: Image.Image
     prompt: str
     max_new_tokens: int = 10
+    top_logprobs: int = 0
+    """How many likely first answer tokens to return, for backends with `first_token_logprobs`;
+    0: the backend's own setting."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,9 @@ class Generation:
     attempts: int = 1
     error: str | None = None
     first_token_logprobs: dict[str, float] | None = None
+    """The likely first answer tokens → log-probability, the generated one included."""
+    first_token: str | None = None
+    """The first answer token as generated (where `first_token_logprobs` is set)."""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,10 @@ off), so every attempt is counted and reaches the store through `Generation.atte
 
 The API key is read from the environment when the backend loads and lives only inside the
 client: it is not a setting, not part of the spec, and is scrubbed from every error message.
+
+Every request may ask for the first answer token's `top_logprobs` (`--option top_logprobs=N`, or
+a strategy's `GenerationRequest.top_logprobs`), hence the `first_token_logprobs` capability; the
+OpenAI API and vLLM send them, `transformers serve` ignores the request (`models/logprobs.py`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 from PIL import Image
@@ -65,6 +69,7 @@ class _Outcome:
 
 @dataclass
 class OpenAIBackend(Generator):
+    capabilities: ClassVar[frozenset[str]] = frozenset({"generate", "first_token_logprobs"})
     endpoints: list[_Endpoint] = field(default_factory=list)
     name: str = ""
     concurrency: int = 16
@@ -148,8 +153,9 @@ class OpenAIBackend(Generator):
         }
         if self.temperature is not None:
             body["temperature"] = self.temperature
-        if self.top_logprobs:
-            body.update(logprobs=True, top_logprobs=self.top_logprobs)
+        top_logprobs = request.top_logprobs or self.top_logprobs
+        if top_logprobs:
+            body.update(logprobs=True, top_logprobs=top_logprobs)
         return body
 
     def _parse(self, response: Any, latency: float, attempt: int) -> Generation:
@@ -158,13 +164,15 @@ class OpenAIBackend(Generator):
             raise Malformed(f"not a chat completion: {str(response)[:200]!r}")
         choice = choices[0]
         usage = getattr(response, "usage", None)
+        first_token, logprobs = _first_token_logprobs(choice)
         return Generation(
             text=(choice.message.content or "").strip(),
             tokens_in=getattr(usage, "prompt_tokens", None),
             tokens_out=getattr(usage, "completion_tokens", None),
             latency_s=latency,
             attempts=attempt,
-            first_token_logprobs=_first_token_logprobs(choice),
+            first_token_logprobs=logprobs,
+            first_token=first_token,
         )
 
     def _classify(self, error: Exception, endpoint: _Endpoint) -> _Outcome:
@@ -265,14 +273,15 @@ def data_url(image: Image.Image, max_pixels: int | None = None) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _first_token_logprobs(choice: Any) -> dict[str, float] | None:
+def _first_token_logprobs(choice: Any) -> tuple[str | None, dict[str, float] | None]:
+    """The generated first token and the likely first tokens → log-probability (it included)."""
     content = getattr(getattr(choice, "logprobs", None), "content", None)
     if not content:
-        return None
+        return None, None
     first = content[0]
     alternatives = {entry.token: float(entry.logprob) for entry in (first.top_logprobs or [])}
     alternatives.setdefault(first.token, float(first.logprob))
-    return alternatives
+    return first.token, alternatives
 
 
 def _message(error: openai.APIStatusError) -> str:

@@ -18,6 +18,12 @@ failed question) ends it; the stop rule is then applied in the same order to the
 the questions up to the first yes are stored. The answers are those of `generate`, so predictions,
 stored questions and their count equal the round-by-round way; questions after the first yes
 within its wave are computed and dropped, which costs less than a round per question.
+
+Where an answer comes with the first token's log-probabilities (`openai:` models with
+`--option top_logprobs=N` on a server that sends them), the question's detail also keeps `p_yes`
+(`models/logprobs.yes_probability`: the listed tokens that read as yes against those that read as
+yes or no), and the summary the mean p(yes) when the class asked about is the image's own and when
+it is another. It is recorded, never decides: the prediction still comes from the generated text.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 
 from classbench.answers import parse_yes_no
 from classbench.models.base import Generation, Generator
+from classbench.models.logprobs import yes_probability
 from classbench.store import Question, Store
 from classbench.strategies.asking import ask, check_template, failed_step, fill, question, seeded_order
 from classbench.strategies.base import Context, Item, Step, Strategy
@@ -140,7 +147,10 @@ class Binary(Strategy):
     def _question(self, walk: _Walk, prompt: str, generation: Generation) -> Question:
         name = walk.order[walk.position]
         reply = parse_yes_no(generation.text) if generation.error is None else None
-        detail = {"reply": REPLIES[reply], "round": walk.position}
+        detail: dict[str, Any] = {"reply": REPLIES[reply], "round": walk.position}
+        if generation.first_token_logprobs:
+            p_yes = yes_probability(generation.first_token_logprobs)
+            detail["p_yes"] = None if p_yes is None else round(p_yes, 6)
         return question(f"{PREFIX}{name}", prompt, generation, name if reply else None, detail)
 
     def _advance(self, walk: _Walk, asked: Question | None = None) -> Step | None:
@@ -161,26 +171,38 @@ class Binary(Strategy):
     @classmethod
     def summarise(cls, store: Store) -> dict[str, Any] | None:
         """Questions per image, images that got no yes, and answers that were neither yes nor no."""
+        finished = [p for p in store.predictions() if p.status != "failed"]
+        label = {p.image: p.label for p in finished}
         asked: dict[str, int] = defaultdict(int)
         invalid = 0
+        p_yes: dict[bool, list[float]] = {True: [], False: []}
         for image, q in store.all_questions():
             if q.key.startswith(PREFIX) and q.error is None:
                 asked[image] += 1
                 invalid += (q.detail or {}).get("reply") == "invalid"
-        finished = [p for p in store.predictions() if p.status != "failed"]
+                if image in label and (q.detail or {}).get("p_yes") is not None:
+                    p_yes[q.key[len(PREFIX):] == label[image]].append(q.detail["p_yes"])
         if not finished:
             return None
         counts = [asked[p.image] for p in finished]
-        return {
+        summary: dict[str, Any] = {
             "questions_per_image": sum(counts) / len(counts),
             "max_questions_per_image": max(counts),
             "images_with_no_yes": sum((p.detail or {}).get("outcome") == "no yes" for p in finished),
             "invalid_yes_no": invalid,
             "questions": sum(asked.values()),
         }
+        if p_yes[True] or p_yes[False]:
+            summary["mean_p_yes"] = {"own_class": sum(p_yes[True]) / len(p_yes[True]) if p_yes[True] else None,
+                                     "other_classes": sum(p_yes[False]) / len(p_yes[False]) if p_yes[False] else None}
+        return summary
 
     @staticmethod
     def summary_line(summary: dict[str, Any]) -> str:
-        return (f"binary: {summary['questions_per_image']:.2f} questions per image "
+        line = (f"binary: {summary['questions_per_image']:.2f} questions per image "
                 f"(max {summary['max_questions_per_image']}), {summary['images_with_no_yes']} images with no yes, "
                 f"{summary['invalid_yes_no']} invalid yes/no answers")
+        if "mean_p_yes" in summary:
+            means = {key: "n/a" if value is None else f"{value:.3f}" for key, value in summary["mean_p_yes"].items()}
+            line += f"; mean p(yes) {means['own_class']} for the image's class, {means['other_classes']} for others"
+        return line
