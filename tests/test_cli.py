@@ -64,9 +64,11 @@ def test_bad_config_file(tmp_path: Path) -> None:
 def test_config_run_report_and_csv(tmp_path: Path) -> None:
     tree = make_tree(tmp_path / "tree", folders=("001.cat", "002.dog", "003.sandal"), per_class=2, background=False)
     config = tmp_path / "run.yaml"
-    config.write_text(f"dataset: {tree}\nmodel: efficientnet-lite0\nper-class: 2\nout: {tmp_path / 'run'}\n")
+    config.write_text(f"dataset: {tree}\nmodel: efficientnet-lite0\nper-class: 2\nout: {tmp_path / 'run'}\n"
+                      "shuffles: 3\n")
     done = classbench("run", "--config", str(config), "--no-progress")
     assert done.returncode == 0, done.stderr
+    assert "note: --shuffles has no effect with --strategy direct" in done.stderr
     assert f"run folder: {tmp_path / 'run'}" in done.stdout
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["n_images"] == 6 and metrics["spec"]["per_class"] == 2

@@ -101,6 +101,9 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
                            image_column=spec.image_column, label_column=spec.label_column)
     strategy_type = strategy_class(spec.strategy)
     check_options(spec.model, spec.options, strategy_type.options, spec.strategy)
+    for name in sorted(Context.strategy_settings() - strategy_type.settings):
+        if getattr(spec, name) != RunSpec.model_fields[name].get_default(call_default_factory=True):
+            log(f"note: --{name.replace('_', '-')} has no effect with --strategy {spec.strategy}")
     shots = spec.shots if spec.shots is not None else getattr(strategy_type, "default_shots", 0)
     selection = select(dataset, spec.classes, spec.per_class, spec.seed, spec.background, shots=shots)
     out.mkdir(parents=True, exist_ok=True)

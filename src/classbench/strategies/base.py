@@ -67,6 +67,14 @@ class Context:
     """Decodes a shot sample (the dataset's `load`); raises ImageLoadError for an unreadable one."""
 
     @classmethod
+    def strategy_settings(cls) -> frozenset[str]:
+        """The settings that only some strategies read (the rest concern every run)."""
+        from classbench.spec import RunSpec
+
+        general = {"classes", "background", "seed", "options", "batch_size", "shots"}
+        return frozenset(f.name for f in fields(cls) if f.name in RunSpec.model_fields and f.name not in general)
+
+    @classmethod
     def from_spec(cls, spec: RunSpec, **run_facts: Any) -> Context:
         """Every setting a strategy reads, taken from the spec by name, plus what the run found
         (classes, background, shots, the run folder, the image loader)."""
@@ -80,6 +88,8 @@ class Strategy(ABC):
     """The backend capability this strategy uses (a tuple: any one of them)."""
     options: ClassVar[frozenset[str]] = frozenset()
     """The `--option KEY=VALUE` keys this strategy reads."""
+    settings: ClassVar[frozenset[str]] = frozenset()
+    """The strategy-specific run settings (Context fields such as `shuffles`) this strategy reads."""
     atomic_chunks: ClassVar[bool] = False
     """True when a chunk is answered at once: the runner then writes it in one transaction, so a
     resumed run never splits a batch (and batch composition, hence numerics, stay identical)."""

@@ -63,6 +63,7 @@ class _Walk:
 
 class Binary(Strategy):
     name = "binary"
+    settings = frozenset({"prompt", "binary_order", "max_new_tokens"})
     needs = "generate"
     model: Generator
 

@@ -33,6 +33,7 @@ TIE_BREAK = "earliest shuffle among the tied labels"
 
 class ClosedSet(Strategy):
     name = "closed-set"
+    settings = frozenset({"prompt", "shuffles", "max_new_tokens"})
     needs = "generate"
     model: Generator
 

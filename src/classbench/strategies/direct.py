@@ -28,6 +28,7 @@ KEY = "classify"
 
 class Direct(Strategy):
     name = "direct"
+    settings = frozenset({"label_map", "map_threshold"})
     needs = ("classify", "zero_shot")
     atomic_chunks = True
     model: Classifier | ZeroShotModel

@@ -86,6 +86,7 @@ FIRST_TOKEN = "first answer token"
 
 class Likelihood(Strategy):
     name = "likelihood"
+    settings = frozenset({"prompt", "score_norm", "calibrate", "max_new_tokens"})
     needs = ("score", "first_token_logprobs")
 
     def __init__(self, model: Backend, context: Context) -> None:
