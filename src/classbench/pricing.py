@@ -8,7 +8,7 @@ settings, so a report prices a run the way it was priced when it ran.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from classbench.errors import UserError
@@ -83,10 +83,17 @@ class BudgetReached(Exception):
     """The next batch would pass --max-cost: stop between batches, keep every answer, resume later."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Budget:
+    """The --max-cost cap. It reads the store incrementally (only the questions written since its
+    last check), so checking before every chunk costs nothing however large the run grows."""
+
     cap: float
     prices: Prices
+    _tokens_in: int = 0
+    _tokens_out: int = 0
+    _priced_images: set[str] = field(default_factory=set)
+    _seen_id: int = 0
 
     @classmethod
     def for_run(cls, max_cost: float | None, model_meta: dict[str, Any] | None) -> Budget | None:
@@ -102,9 +109,17 @@ class Budget:
     def check(self, store: Any, upcoming: int) -> None:
         """Raise BudgetReached when the answers so far, plus what `upcoming` more images would cost
         at the run's average so far, pass the cap: the run stops before the batch, not after it."""
-        spent = self.prices.cost(*tokens(store))
-        row = store.db.execute("SELECT COUNT(DISTINCT image) FROM questions WHERE tokens_in IS NOT NULL").fetchone()
-        estimate = spent / row[0] * upcoming if row[0] else 0.0
+        rows = store.db.execute(
+            "SELECT id, image, tokens_in, tokens_out FROM questions WHERE id > ? ORDER BY id", (self._seen_id,))
+        for row_id, image, tokens_in, tokens_out in rows:
+            self._seen_id = row_id
+            if tokens_in is not None:
+                self._tokens_in += tokens_in
+                self._tokens_out += tokens_out or 0
+                self._priced_images.add(image)
+        spent = self.prices.cost(self._tokens_in, self._tokens_out)
+        priced = len(self._priced_images)
+        estimate = spent / priced * upcoming if priced else 0.0
         if spent + estimate > self.cap or spent >= self.cap:
             raise BudgetReached(
                 f"stopped: spent ${spent:.4f}; the next {upcoming} images would cost about ${estimate:.4f} more, "
