@@ -1,7 +1,7 @@
 """How much faster the shared-prefix paths are, on the CPU, with tiny real-architecture VLMs.
 
 For a tiny Qwen2-VL and a tiny LLaVA (random weights, 21 classes) it measures images per second of
-(a) likelihood: one full forward per candidate (`testing.full_forward`) vs shared-prefix scoring,
+(a) likelihood: one full forward per candidate (`tests/tinymodels/full_forward.py`) vs shared-prefix scoring,
 (b) binary: round-by-round `generate` vs an image's questions over a shared prefix,
 (c) closed-set: batch size 1 vs 8,
 checks that each pair gives the same predictions (and, for (b) and (c), the same stored answers),
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,8 @@ from time import perf_counter
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the tiny-model builders live with the tests
+
 from classbench.batching import answers_at
 from classbench.datasets import Sample
 from classbench.models.base import ScoreRequest
@@ -32,8 +35,8 @@ from classbench.models.hf_vlm import load_hf
 from classbench.strategies.base import Context
 from classbench.strategies.binary import Binary
 from classbench.strategies.closed_set import ClosedSet
-from classbench.testing.full_forward import score_full_forward
-from classbench.testing.tiny_models import Rig, build_tiny_vlm, make_rgb_images
+from tinymodels.full_forward import score_full_forward
+from tinymodels.tiny_models import Rig, build_tiny_vlm, make_rgb_images
 
 CLASSES = ["ak47", "backpack", "baseball bat", "bear", "bathtub", "binoculars", "bonsai", "bowling ball",
            "cactus", "calculator", "camel", "canoe", "car tire", "cat", "dog", "duck", "frog", "guitar",

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from classbench.testing.tiny_clip import build_tiny_clip, build_tiny_siglip
+from tinymodels.tiny_clip import build_tiny_clip, build_tiny_siglip
 
 BUILDERS = {"clip": build_tiny_clip, "siglip": build_tiny_siglip}
 CLASS_COLOURS = {"01.red-apple": (200, 30, 30), "02.green_leaf": (30, 180, 40), "03.blue sky": (40, 60, 210)}

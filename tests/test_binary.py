@@ -23,7 +23,7 @@ from vlm_fixtures import (  # noqa: E402
 )
 
 from classbench.strategies.asking import seeded_order  # noqa: E402
-from classbench.testing.tiny_models import Rig  # noqa: E402
+from tinymodels.tiny_models import Rig  # noqa: E402
 
 ASKABLE = ["cat", "dog", "car"]
 

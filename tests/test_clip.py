@@ -34,7 +34,7 @@ def test_built_tokenizer_is_open_clips_tokenizer() -> None:
     """The tiny models carry the real CLIP vocabulary: same ids as open_clip's own tokenizer."""
     import open_clip
 
-    from classbench.testing.tiny_clip import clip_tokenizer
+    from tinymodels.tiny_clip import clip_tokenizer
 
     ours, theirs = clip_tokenizer(77), open_clip.get_tokenizer("ViT-B-32")
     for text in ("a photo of a T-shirt/top.", "a blurry photo of a ankle boot.", "Crème brûlée, 42 pieces!"):

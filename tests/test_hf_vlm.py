@@ -19,7 +19,7 @@ from classbench.models.base import GenerationRequest  # noqa: E402
 from classbench.strategies.base import Context  # noqa: E402
 from classbench.strategies.binary import Binary  # noqa: E402
 from classbench.strategies.closed_set import ClosedSet  # noqa: E402
-from classbench.testing.tiny_models import make_rgb_images  # noqa: E402
+from tinymodels.tiny_models import make_rgb_images  # noqa: E402
 
 
 def _images(n: int) -> list:

@@ -25,8 +25,8 @@ from classbench.models.hf_prefix import answer_ids  # noqa: E402
 from classbench.store import Prediction  # noqa: E402
 from classbench.strategies.base import Context  # noqa: E402
 from classbench.strategies.binary import Binary  # noqa: E402
-from classbench.testing.full_forward import score_full_forward  # noqa: E402
-from classbench.testing.tiny_models import Rig, make_rgb_images  # noqa: E402
+from tinymodels.full_forward import score_full_forward  # noqa: E402
+from tinymodels.tiny_models import Rig, make_rgb_images  # noqa: E402
 
 CANDIDATES = ("cat", "dog", "car", "clutter", "teddy bear", "zebra crossing")
 """One-token names, a two-word name, and one the tiny vocabulary splits into several tokens."""

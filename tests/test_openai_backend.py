@@ -31,7 +31,7 @@ from classbench.errors import UserError  # noqa: E402
 from classbench.models import load_model  # noqa: E402
 from classbench.models.base import GenerationRequest  # noqa: E402
 from classbench.models.logprobs import require_first_token_logprobs  # noqa: E402
-from classbench.testing.tiny_models import Rig, build_tiny_vlm, make_rgb_images  # noqa: E402
+from tinymodels.tiny_models import Rig, build_tiny_vlm, make_rgb_images  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

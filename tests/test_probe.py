@@ -126,7 +126,7 @@ def test_efficientnet_probe_beats_its_zero_shot_label_mapping_on_fashion_mnist(t
 
 
 def test_a_saved_probe_is_never_overwritten_by_a_changed_model(tmp_path: Path) -> None:
-    from classbench.testing.tiny_clip import build_tiny_clip
+    from tinymodels.tiny_clip import build_tiny_clip
 
     tree = colour_tree(tmp_path / "tree", per_class=4)
     folder = build_tiny_clip(tmp_path / "model", seed=0)

@@ -15,7 +15,7 @@ from vlm_fixtures import image_tree, model_folder, read_predictions, run  # noqa
 from classbench import metrics, runner  # noqa: E402
 from classbench.spec import RunSpec  # noqa: E402
 from classbench.store import Store  # noqa: E402
-from classbench.testing.tiny_models import Rig  # noqa: E402
+from tinymodels.tiny_models import Rig  # noqa: E402
 
 
 class CrashOnce(runner.ModelPool):

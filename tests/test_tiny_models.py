@@ -16,7 +16,7 @@ pytest.importorskip("transformers")
 import torch  # noqa: E402
 from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
 
-from classbench.testing.tiny_models import (  # noqa: E402
+from tinymodels.tiny_models import (  # noqa: E402
     ARCHITECTURES,
     RIGGABLE,
     Rig,

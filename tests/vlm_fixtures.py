@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from classbench.testing.tiny_models import ARCHITECTURES, Rig, build_tiny_vlm, make_rgb_images
+from tinymodels.tiny_models import ARCHITECTURES, Rig, build_tiny_vlm, make_rgb_images
 
 CLASSES = ("cat", "dog", "car", "clutter")
 FOLDERS = ("001.cat", "002.dog", "003.car", "004.clutter")
