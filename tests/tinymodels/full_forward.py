@@ -29,7 +29,7 @@ def score_full_forward(backend: Any, request: ScoreRequest) -> Scores:
     inputs = model_inputs(backend, [request.image], [request.prompt])
     prompt_ids = inputs["input_ids"][0].tolist()
     length = len(prompt_ids)
-    stops = torch.tensor(sorted(backend._stop_ids()), device=backend.device)
+    stops = torch.tensor(sorted(backend.stop_ids()), device=backend.device)
     answers = [answer_ids(backend.tokenizer, name, prompt_ids) for name in request.candidates]
     logprob = np.zeros(len(answers))
     for index, ids in enumerate(answers):

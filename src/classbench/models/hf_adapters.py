@@ -100,7 +100,7 @@ def _load_remote(model_class: str) -> Callable[[str, dict[str, Any]], tuple[Any,
 def _minicpmv_generate(backend: Any, requests: Sequence[Any]) -> list[str]:
     tokenizer = getattr(backend.processor, "tokenizer", backend.processor)
     return [
-        backend.model.chat(image=None, msgs=[{"role": "user", "content": [backend._bounded(r.image), r.prompt]}],
+        backend.model.chat(image=None, msgs=[{"role": "user", "content": [backend.bounded(r.image), r.prompt]}],
                            tokenizer=tokenizer, sampling=False, max_new_tokens=r.max_new_tokens)
         for r in requests
     ]
@@ -131,7 +131,7 @@ def _phi3v_generate(backend: Any, requests: Sequence[Any]) -> list[str]:
     for request in requests:
         messages = [{"role": "user", "content": f"<|image_1|>\n{request.prompt}"}]
         text = processor.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        inputs = processor(text, [backend._bounded(request.image)], return_tensors="pt").to(backend.device)
+        inputs = processor(text, [backend.bounded(request.image)], return_tensors="pt").to(backend.device)
         output = backend.model.generate(**inputs, max_new_tokens=request.max_new_tokens, do_sample=False,
                                         eos_token_id=processor.tokenizer.eos_token_id)
         new = output[:, inputs["input_ids"].shape[1]:]
