@@ -106,6 +106,8 @@ class Outcome:
     answers: dict[tuple[str, str], str | None] = field(default_factory=dict)
     predictions: dict[str, str | None] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    """One per image that ended as a model error (the backend catches a failing batch and asks again
+    one by one, so an out-of-memory batch shows up here, not as an exception)."""
 
 
 def run_strategy(backend: Any, name: str, images: list[Any], classes: list[str], batch_size: int) -> Outcome:
@@ -123,9 +125,7 @@ def run_strategy(backend: Any, name: str, images: list[Any], classes: list[str],
                  for i, image in enumerate(images[start:start + batch_size], start)]
         for step in strategy.run(items):
             for question in step.questions:
-                outcome.answers[(step.item.image_id, question.key)] = question.answer
-                if question.error:
-                    outcome.errors.append(question.error)
+                outcome.answers[(step.item.image_id, question.key)] = question.error or question.answer
             if step.final:
                 outcome.predictions[step.item.image_id] = step.prediction
                 if step.status == "failed":
@@ -175,36 +175,67 @@ def measure(backend: Any, strategy: str, images: list[Any], batch_size: int) -> 
 
 
 def bench_model(spec: ModelSpec, smoke: bool, images: list[Any], device: str, deadline: float,
-                log: list[str]) -> list[Row]:
+                log: list[str]) -> int:
+    """Measure one model, printing each row as it is measured, so a run cut short still shows what it
+    measured; a failure costs its row (or the model), never the rest of the table. Returns how many
+    rows failed or had errors."""
     import torch
 
     started = perf_counter()
-    model, processor = build(spec, smoke, device, torch.bfloat16, CLASSES)
-    backend = make_backend(model, processor, spec.hub_id)
+    try:
+        model, processor = build(spec, smoke, device, torch.bfloat16, CLASSES)
+        backend = make_backend(model, processor, spec.hub_id)
+        for strategy in STRATEGIES:  # kernels and caches warm before anything is timed
+            run_strategy(backend, strategy, images[:2], CLASSES, 2)
+    except Exception as error:  # noqa: BLE001 - reported in the table, the next model still runs
+        for strategy in STRATEGIES:
+            for batch in BATCH_SIZES:
+                print_row(spec, Row(spec.hub_id, strategy, batch, note=f"model failed: {_short(error)}"))
+        _free()
+        return len(STRATEGIES) * len(BATCH_SIZES)
     params = sum(p.numel() for p in model.parameters()) / 1e9
-    for strategy in STRATEGIES:  # kernels and caches warm before anything is timed
-        run_strategy(backend, strategy, images[:2], CLASSES, 2)
     log.append(f"{spec.hub_id}: {params:.2f}B parameters{' (tiny)' if smoke else ''}, built and warmed in "
                f"{perf_counter() - started:.1f} s")
-    rows, outcomes = [], {}
+    outcomes, bad = {}, 0
     for strategy in STRATEGIES:
         for batch in BATCH_SIZES:
             row = Row(spec.hub_id, strategy, batch)
-            rows.append(row)
             if perf_counter() > deadline:
                 row.note = "skipped: --budget-s reached"
-                continue
-            outcome, seconds = measure(backend, strategy, images, batch)
-            outcomes[strategy, batch] = outcome
-            row.images_per_s, row.peak_gb, row.errors = len(images) / seconds, peak_gpu_gb(backend), len(outcome.errors)
-            if outcome.errors:
-                row.note = f"first error: {outcome.errors[0][:160]}"
+            else:
+                try:
+                    outcome, seconds = measure(backend, strategy, images, batch)
+                except Exception as error:  # noqa: BLE001 - an out-of-memory batch, say: its row says so
+                    row.note = f"failed: {_short(error)}"
+                    bad += 1
+                    _free()
+                else:
+                    outcomes[strategy, batch] = outcome
+                    row.images_per_s, row.peak_gb = len(images) / seconds, peak_gpu_gb(backend)
+                    row.errors = len(outcome.errors)
+                    if outcome.errors:
+                        row.note = f"first error: {outcome.errors[0][:160]}"
+                        bad += 1
+            print_row(spec, row)
     log.append(invariance_line(spec.hub_id, outcomes, len(images)))
     release(backend)
-    del model, backend
+    del model, backend, processor
+    _free()
+    return bad
+
+
+def _short(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".replace("\n", " ")[:200]
+
+
+def _free() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    return rows
 
 
 def invariance_line(name: str, outcomes: dict[tuple[str, int], Outcome], n_images: int) -> str:
@@ -228,17 +259,18 @@ def invariance_line(name: str, outcomes: dict[tuple[str, int], Outcome], n_image
     return f"batch invariance {name} (batch {small} vs {large}, {n_images} images): " + "; ".join(parts)
 
 
-def table(rows: list[Row], published: dict[str, float | None]) -> list[str]:
-    lines = ["| model | strategy | batch | images/s | peak GPU GB | x published | errors |",
-             "|---|---|---|---|---|---|---|"]
-    for row in rows:
-        rate = f"{row.images_per_s:.2f}" if row.images_per_s is not None else "-"
-        gb = f"{row.peak_gb:.1f}" if row.peak_gb is not None else "n/a (cpu)"
-        base = published.get(row.model)
-        ratio = f"{row.images_per_s / base:.2f}" if base and row.images_per_s is not None else "n/a"
-        lines.append(f"| {row.model} | {row.strategy} | {row.batch} | {rate} | {gb} | {ratio} | {row.errors} |"
-                     + (f" {row.note}" if row.note else ""))
-    return lines
+HEADER = ("| model | strategy | batch | images/s | peak GPU GB | x published | errors |\n"
+          "|---|---|---|---|---|---|---|")
+
+
+def print_row(spec: ModelSpec, row: Row) -> None:
+    rate = f"{row.images_per_s:.2f}" if row.images_per_s is not None else "-"
+    gb = f"{row.peak_gb:.1f}" if row.peak_gb is not None else ("n/a (cpu)" if row.images_per_s else "-")
+    base = spec.published_images_per_s
+    ratio = f"{row.images_per_s / base:.2f}" if base and row.images_per_s is not None else "n/a"
+    errors = str(row.errors) if row.images_per_s is not None else "-"
+    print(f"| {row.model} | {row.strategy} | {row.batch} | {rate} | {gb} | {ratio} | {errors} |"
+          + (f" {row.note}" if row.note else ""), flush=True)
 
 
 def main() -> None:
@@ -271,21 +303,24 @@ def main() -> None:
           f"torch {torch.__version__} · transformers {transformers.__version__} · bf16 random weights · "
           f"{n_images} images {size}x{size} · {len(CLASSES)} classes · {ANSWER_TOKENS} new tokens per answer",
           flush=True)
-    rows: list[Row] = []
+    print(HEADER, flush=True)
     log: list[str] = []
+    bad = 0
     deadline = began + args.budget_s
     for name in args.models.split(","):
         spec = MODELS[name]
         if perf_counter() > deadline:
-            rows += [Row(spec.hub_id, s, b, note="skipped: --budget-s reached") for s in STRATEGIES for b in BATCH_SIZES]
+            for strategy in STRATEGIES:
+                for batch in BATCH_SIZES:
+                    print_row(spec, Row(spec.hub_id, strategy, batch, note="skipped: --budget-s reached"))
             continue
-        rows += bench_model(spec, args.smoke, images, device, deadline, log)
-    published = {spec.hub_id: spec.published_images_per_s for spec in MODELS.values()}
-    print("\n".join(table(rows, published)))
+        bad += bench_model(spec, args.smoke, images, device, deadline, log)
     print("\n".join(log))
     print("binary asks all 20 questions per image (random weights never say yes): its worst case; "
           "likelihood scores one image at a time, so its batch size only sets the chunk")
     print(f"total {perf_counter() - began:.1f} s")
+    if bad:
+        raise SystemExit(f"bench/gpu.py: {bad} measurements failed or had errors (see the table)")
 
 
 if __name__ == "__main__":
