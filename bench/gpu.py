@@ -2,7 +2,7 @@
 
 No real weights can be downloaded where classbench is built, but speed and memory do not depend on
 weight values: each model here is built from its published config.json (the values are written
-below) with random bf16 weights created directly on the GPU, and wrapped in classbench's
+in gpu_models.py) with random bf16 weights created directly on the GPU, and wrapped in classbench's
 transformers backend (`HFVisionLanguageModel`). The strategies a user runs (closed-set with one
 pass, binary, likelihood) then answer 21 classes about synthetic 448x448 images at batch sizes 1, 8
 and 32, driven chunk by chunk as the runner drives them. The table gives images/s, peak GPU GB
@@ -17,7 +17,8 @@ model's generation config sets `min_new_tokens`, which classbench's `model.gener
 and binary is asked all 20 questions per image (a random model never says yes): its worst case.
 Likelihood scores one image at a time by design, so its batch size only sets the chunk.
 
-Run on a machine with one large GPU (one H200: about 3 minutes; `--budget-s` stops early):
+Run on a machine with one large GPU (one H200: about 3 minutes, estimated, not yet measured; after
+`--budget-s` seconds, 200 by default, the measurements left are skipped, so it ends within 4):
 
     python bench/gpu.py                      # all three models, as time allows
     python bench/gpu.py --models qwen2-vl-7b # one model
