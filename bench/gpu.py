@@ -195,7 +195,8 @@ def bench_model(spec: ModelSpec, smoke: bool, images: list[Any], device: str, de
         _free()
         return len(STRATEGIES) * len(BATCH_SIZES)
     params = sum(p.numel() for p in model.parameters()) / 1e9
-    log.append(f"{spec.hub_id}: {params:.2f}B parameters{' (tiny)' if smoke else ''}, built and warmed in "
+    log.append(f"{spec.hub_id}: {params:.2f}B parameters{' (tiny)' if smoke else ''}, attention "
+               f"{getattr(model.config, '_attn_implementation', None)}, built and warmed in "
                f"{perf_counter() - started:.1f} s")
     outcomes, bad = {}, 0
     for strategy in STRATEGIES:
