@@ -89,7 +89,7 @@ def check_requirements() -> None:
 def make_backend(model: Any, processor: Any, model_id: str) -> Any:
     """The transformers backend around an in-memory model, set up as `hf_vlm.load_hf` sets up a loaded one."""
     from classbench.models.hf_adapters import ADAPTERS, GENERIC
-    from classbench.models.hf_vlm import HFVisionLanguageModel
+    from classbench.models.hf_backend import HFVisionLanguageModel
 
     model.eval()
     getattr(processor, "tokenizer", processor).padding_side = "left"
@@ -107,30 +107,33 @@ class Outcome:
     answers: dict[tuple[str, str], str | None] = field(default_factory=dict)
     predictions: dict[str, str | None] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    """One per image that ended as a model error (the backend catches a failing batch and asks again
-    one by one, so an out-of-memory batch shows up here, not as an exception)."""
+    """One per image that ended as a model error, or of a chunk whose call raised (an out-of-memory
+    batch: the runner would ask its images one by one; here the chunk's images count as errors)."""
 
 
 def run_strategy(backend: Any, name: str, images: list[Any], classes: list[str], batch_size: int) -> Outcome:
     """Every answer and prediction of one strategy, the images handed over in chunks of `batch_size` as
     the runner's loop hands them (nothing is stored)."""
-    from classbench.strategies import strategy_class
+    from classbench import strategies
     from classbench.strategies.base import Context, Item
 
-    context = Context(classes=list(classes), background=BACKGROUND, seed=0, options={},
-                      max_new_tokens=ANSWER_TOKENS, batch_size=batch_size)
-    strategy = strategy_class(name)(backend, context)
+    context = Context(classes=list(classes), background=BACKGROUND, seed=0, batch_size=batch_size)
+    settings = strategies.settings_class(name)(max_new_tokens=ANSWER_TOKENS)
+    strategy = strategies.build(name, backend, settings, context)
     outcome = Outcome()
     for start in range(0, len(images), batch_size):
         items = [Item(f"img{i}", classes[i % len(classes)], image)
                  for i, image in enumerate(images[start:start + batch_size], start)]
-        for step in strategy.run(items):
-            for question in step.questions:
-                outcome.answers[(step.item.image_id, question.key)] = question.error or question.answer
-            if step.final:
-                outcome.predictions[step.item.image_id] = step.prediction
-                if step.status == "failed":
-                    outcome.errors.append(str((step.detail or {}).get("error")))
+        try:
+            for step in strategy.run(items):
+                for question in step.questions:
+                    outcome.answers[(step.item.image_id, question.key)] = question.error or question.answer
+                if step.final:
+                    outcome.predictions[step.item.image_id] = step.prediction
+                    if step.status == "failed":
+                        outcome.errors.append(str((step.detail or {}).get("error")))
+        except Exception as error:  # noqa: BLE001 - a failed batch costs its images, not the run
+            outcome.errors += [f"{type(error).__name__}: {error}"] * len(items)
     return outcome
 
 
