@@ -132,7 +132,7 @@ def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: boo
                     models: Any = None) -> dict[str, Any]:
     from classbench import metrics, runner
     from classbench.report import leaderboard
-    from classbench.store import Store
+    from classbench.store import MODEL_ERROR, Store
 
     result = runner.run(spec, folder, progress=_RichProgress() if show_progress else None, log=_log,
                         check_batching=check_batching, models=models)
@@ -164,6 +164,12 @@ def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: boo
     if result.stopped:
         typer.echo(result.stopped, err=True)
         sys.exit(3)
+    if summary["n_failed"] and not summary["n_images"] and all(
+            failure["error"].startswith(MODEL_ERROR) for failure in summary["failures"]):
+        typer.echo(f"error: {spec.model} failed on every image ({summary['n_failed']}); the first error: "
+                   f"{summary['failures'][0]['error'].splitlines()[0]} (see metrics.json). Fix the model or its settings, then run "
+                   "the same command again to retry them", err=True)
+        sys.exit(1)
     if not summary["complete"]:
         typer.echo("the run is not complete: run the same command again to retry what is missing")
     return summary
@@ -204,27 +210,38 @@ def _with_settings_of(command: Any) -> Any:
 @app.command(help=SWEEP_HELP)
 @_with_settings_of(run)
 def sweep(
-    classes: Annotated[str, typer.Option(help="class counts, comma-separated, e.g. 10,25,50 (nested subsets of one seed)")],
+    classes: Annotated[Optional[str], typer.Option(help="class counts, comma-separated, e.g. 10,25,50 (nested subsets of one seed); with --recipe, they replace the recipe's (its table runs at the largest)")] = None,
     model: Annotated[list[str], typer.Option(help="model to benchmark; repeat or comma-separate for several [default: the config's]")] = [],
     strategy: Annotated[list[str], typer.Option(help="strategy; repeat or comma-separate for several [default: the config's, else direct]")] = [],
     out: Annotated[Path, typer.Option(help="sweep folder: OUT/MODEL-STRATEGY/nN/ per point, OUT/sweep.md, OUT/sweep.csv")] = Path("runs/sweep"),
+    recipe: Annotated[Optional[str], typer.Option(help="run a shipped recipe instead of --model/--strategy: published-vlm-benchmark (the published table's eight models, each with its settings; see `classbench models`)")] = None,
+    recipe_model: Annotated[list[str], typer.Option(metavar="NAME[=MODEL]", help="with --recipe: run only the named models, each as published or with MODEL in its place (e.g. Llama-3.2-11B-Vision-Instruct=hf:tiny-mllama/ to try the recipe without a GPU); repeatable")] = [],
     **settings: Any,
 ) -> None:
     from classbench import sweep as sweeping
     from classbench.report import sweep_table
     from classbench.spec import RunSpec, build_spec
 
-    sizes = sweeping.parse_sizes(classes)
-    models = [name.strip() for value in model for name in value.split(",") if name.strip()] or [None]
-    strategies = [name.strip() for value in strategy for name in value.split(",") if name.strip()] or [None]
+    sizes = sweeping.parse_sizes(classes) if classes else None
     values = {name: value for name, value in settings.items() if name in RunSpec.model_fields}
     if settings.get("option"):
         values["options"] = _options(settings["option"])
-    flags = [(m, s) for m in models for s in strategies]
-    bases = [build_spec(settings.get("config"), {**values, "model": m, "strategy": s, "classes": sizes[-1]})[0]
-             for m, s in flags]
-    sweeping.check_sizes(bases[0], sizes)
-    points = sweeping.plan(bases, sizes, out)
+    if recipe:
+        if model or strategy:
+            raise UserError("--recipe chooses the models and strategies; pick models with --recipe-model NAME[=MODEL]")
+        from classbench import published
+
+        points = published.recipe_plan(recipe, recipe_model, sizes, values, settings.get("config"), out)
+    else:
+        if sizes is None:
+            raise UserError("classbench sweep: give the class counts, e.g. --classes 10,25,50 (or --recipe NAME)")
+        models = [name.strip() for value in model for name in value.split(",") if name.strip()] or [None]
+        strategies = [name.strip() for value in strategy for name in value.split(",") if name.strip()] or [None]
+        flags = [(m, s) for m in models for s in strategies]
+        bases = [build_spec(settings.get("config"), {**values, "model": m, "strategy": s, "classes": sizes[-1]})[0]
+                 for m, s in flags]
+        sweeping.check_sizes(bases[0], sizes)
+        points = sweeping.plan(bases, sizes, out)
     from classbench.runner import ModelPool
 
     models = ModelPool()  # points of one model run back to back and share one load
@@ -297,6 +314,13 @@ def models() -> None:
     typer.echo("strategies (--strategy):")
     for name, (_, description) in STRATEGIES.items():
         typer.echo(f"  {name:<36} {description}")
+    from classbench import published
+
+    typer.echo("published benchmark (`classbench sweep --recipe published-vlm-benchmark --dataset DIR` runs it:\n"
+               f"  {published.describe_recipe()}):")
+    for entry in published.PUBLISHED_MODELS:
+        typer.echo(f"  {entry.name:<44} {entry.family}; strategies: {', '.join(entry.strategies)}\n"
+                   f"  {'':<44} {published.flags(entry)}")
 
 
 @app.command()
