@@ -15,9 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from classbench.errors import UserError
+
+if TYPE_CHECKING:
+    from classbench.sweep import Point
 
 RECIPES = ("published-vlm-benchmark",)
 GENERATIVE = ("closed-set", "binary")
@@ -154,7 +158,7 @@ def describe_recipe() -> str:
 
 
 def recipe_plan(recipe: str, replacements: Sequence[str], sizes: Sequence[int] | None, values: dict[str, Any],
-                config: Any, out: Any) -> list[Any]:
+                config: Path | None, out: Path) -> list[Point]:
     """The sweep points of `recipe` for `classbench sweep --recipe`: each point's settings are the
     recipe's, then the user's flags (`values`: `--per-class`, `--device`, `--dtype`, `-o`, …) over them,
     except the model, strategy and class count, which the recipe decides. This is the only glue
