@@ -188,6 +188,8 @@ Examples:
   classbench sweep --dataset caltech256/ --model hf:Qwen/Qwen2-VL-7B-Instruct --strategy closed-set --classes 10,25,50,75,100,150,200 --per-class 20 --out runs/sweep
 
   classbench report runs/sweep --html sweep.html
+
+  classbench sweep --recipe published-vlm-benchmark --dataset caltech256/ --out runs/published
 """
 
 
