@@ -107,6 +107,7 @@ def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: boo
                     models: Any = None) -> dict[str, Any]:
     from classbench import metrics, runner
     from classbench.report import leaderboard
+    from classbench.records import MODEL_ERROR
 
     result = runner.run(spec, folder, progress=_RichProgress() if show_progress else None, log=_log,
                         check_batching=check_batching, models=models)
@@ -136,6 +137,12 @@ def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: boo
     if result.stopped:
         typer.echo(result.stopped, err=True)
         sys.exit(3)
+    if summary["n_failed"] and not summary["n_images"] and all(
+            failure["error"].startswith(MODEL_ERROR) for failure in summary["failures"]):
+        typer.echo(f"error: {spec.model.name} failed on every image ({summary['n_failed']}); the first error: "
+                   f"{summary['failures'][0]['error'].splitlines()[0]} (see metrics.json). Fix the model or its settings, then run "
+                   "the same command again to retry them", err=True)
+        sys.exit(1)
     if not summary["complete"]:
         typer.echo("the run is not complete: run the same command again to retry what is missing")
     return summary
@@ -154,6 +161,8 @@ Examples:
   classbench sweep --dataset caltech256/ --model hf:Qwen/Qwen2-VL-7B-Instruct --strategy closed-set --classes 10,25,50,75,100,150,200 --per-class 20 --out runs/sweep
 
   classbench report runs/sweep --html sweep.html
+
+  classbench sweep --recipe published-vlm-benchmark --dataset caltech256/ --out runs/published
 """
 
 
@@ -176,31 +185,41 @@ def _with_settings_of(command: Any) -> Any:
 @app.command(help=SWEEP_HELP)
 @_with_settings_of(run)
 def sweep(
-    classes: Annotated[str, typer.Option(help="class counts, comma-separated, e.g. 10,25,50 (nested subsets of one seed)")],
+    classes: Annotated[Optional[str], typer.Option(help="class counts, comma-separated, e.g. 10,25,50 (nested subsets of one seed); with --recipe, they replace the recipe's (its table runs at the largest)")] = None,
     model: Annotated[list[str], typer.Option(help="model to benchmark; repeat or comma-separate for several [default: the config's]")] = [],
     strategy: Annotated[list[str], typer.Option(help="strategy; repeat or comma-separate for several [default: the config's, else direct]")] = [],
     out: Annotated[Path, typer.Option(help="sweep folder: OUT/MODEL-STRATEGY/nN/ per point, OUT/sweep.md, OUT/sweep.csv")] = Path("runs/sweep"),
+    recipe: Annotated[Optional[str], typer.Option(help="run a shipped recipe instead of --model/--strategy: published-vlm-benchmark (the published table's eight models, each with its settings; see `classbench models`)")] = None,
+    recipe_model: Annotated[list[str], typer.Option(metavar="NAME[=MODEL]", help="with --recipe: run only the named models, each as published or with MODEL in its place (e.g. Llama-3.2-11B-Vision-Instruct=hf:tiny-mllama/ to try the recipe without a GPU); repeatable")] = [],
     **settings: Any,
 ) -> None:
     from classbench import sweep as sweeping
     from classbench.report import sweep_table
     from classbench.spec import GENERAL, build_spec, not_a_setting
 
-    sizes = sweeping.parse_sizes(classes)
-    models = [name.strip() for value in model for name in value.split(",") if name.strip()] or [None]
-    strategies = [name.strip() for value in strategy for name in value.split(",") if name.strip()] or [None]
+    sizes = sweeping.parse_sizes(classes) if classes else None
     values = {**{name: value for name, value in settings.items() if name in GENERAL}, **given(settings)}
     options = _options(settings.get("option") or [])
-    flags = [(m, s) for m in models for s in strategies]
-    built = [build_spec(settings.get("config"), {**values, "model": m, "strategy": s, "classes": sizes[-1]}, options,
-                        lenient=True) for m, s in flags]
-    unused = set.intersection(*(leftover for _, _, leftover in built))
-    if unused:  # a setting is an error only when no point of the sweep has it
-        first = built[0][0]
-        raise UserError(not_a_setting(sorted(unused)[0], first.model.name, first.strategy.name))
-    bases = [spec for spec, _, _ in built]
-    sweeping.check_sizes(bases[0], sizes)
-    points = sweeping.plan(bases, sizes, out)
+    if recipe:
+        if model or strategy:
+            raise UserError("--recipe chooses the models and strategies; pick models with --recipe-model NAME[=MODEL]")
+        from classbench import published
+
+        points = published.recipe_plan(recipe, recipe_model, sizes, values, options, settings.get("config"), out)
+    else:
+        if sizes is None:
+            raise UserError("classbench sweep: give the class counts, e.g. --classes 10,25,50 (or --recipe NAME)")
+        models = [name.strip() for value in model for name in value.split(",") if name.strip()] or [None]
+        strategies = [name.strip() for value in strategy for name in value.split(",") if name.strip()] or [None]
+        built = [build_spec(settings.get("config"), {**values, "model": m, "strategy": s, "classes": sizes[-1]},
+                            options, lenient=True) for m in models for s in strategies]
+        unused = set.intersection(*(leftover for _, _, leftover in built))
+        if unused:  # a setting is an error only when no point of the sweep has it
+            first = built[0][0]
+            raise UserError(not_a_setting(sorted(unused)[0], first.model.name, first.strategy.name))
+        bases = [spec for spec, _, _ in built]
+        sweeping.check_sizes(bases[0], sizes)
+        points = sweeping.plan(bases, sizes, out)
     from classbench.runner import ModelPool
 
     models = ModelPool()  # points of one model run back to back and share one load
@@ -278,6 +297,13 @@ def models() -> None:
     typer.echo("settings (flag, or -o KEY=VALUE; YAML: model.settings / strategy.settings):")
     for line in listing():
         typer.echo(line)
+    from classbench import published
+
+    typer.echo("published benchmark (`classbench sweep --recipe published-vlm-benchmark --dataset DIR` runs it:\n"
+               f"  {published.describe_recipe()}):")
+    for entry in published.PUBLISHED_MODELS:
+        typer.echo(f"  {entry.name:<44} {entry.family}; strategies: {', '.join(entry.strategies)}\n"
+                   f"  {'':<44} {published.flags(entry)}")
 
 
 @app.command()

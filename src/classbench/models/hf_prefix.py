@@ -46,6 +46,10 @@ CACHED_TOKENS = 65_536
 WORD_START = "▁"
 WAVE_ROWS = 64
 """The fewest (image, question) rows a wave of `generate_shared` with a stop test asks for."""
+TOKEN_MASKS = ("cross_attention_mask",)
+"""Per-token inputs with more than two dimensions: which image tiles each token attends to (mllama's
+cross-attention). A token after the prompt sees what the prompt's last token saw; without the mask it
+would also attend to the padding tiles of an image that fills fewer than the most tiles."""
 
 
 def score(backend: PrefixHost, request: ScoreRequest) -> Scores:
@@ -63,7 +67,10 @@ def score(backend: PrefixHost, request: ScoreRequest) -> Scores:
         width = max(len(ids) for ids in rows)
         # Right padding needs no mask: under causal attention no real position sees the pads after it.
         batch = torch.tensor([ids + [ids[-1]] * (width - len(ids)) for ids in rows], device=backend.device)
-        logits = backend.model(input_ids=batch, cache=repeated(output.cache, len(rows)), use_cache=True).logits
+        masks = {key: inputs[key][:, -1:].expand(len(rows), width, *inputs[key].shape[2:])
+                 for key in TOKEN_MASKS if key in inputs}
+        logits = backend.model(input_ids=batch, cache=repeated(output.cache, len(rows)), use_cache=True,
+                               **masks).logits
         logits = torch.log_softmax(logits.float(), dim=-1)
         # Position j predicts token j+1 of the name; the name's last position predicts the end of the answer.
         following = torch.tensor([ids[1:] + [0] * (width - len(ids) + 1) for ids in rows], device=backend.device)
@@ -179,7 +186,8 @@ class _Prefix:
         model = backend.model
         length = inputs["input_ids"].shape[1]
         self.per_token = {key for key, value in inputs.items()
-                          if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] == length}
+                          if torch.is_tensor(value) and (value.dim() == 2 or key in TOKEN_MASKS)
+                          and value.shape[1] == length}
         self.prefix = {key: value[:, :prefix_length] if key in self.per_token else value
                        for key, value in inputs.items()}
         if bool(self.prefix["attention_mask"].all()):
@@ -209,7 +217,8 @@ class _Prefix:
                      "attention_mask": torch.cat([mask[index], tail_mask.to(mask.dtype)], dim=1)}
         for key in self.per_token - continued.keys():
             # Per-token inputs such as Qwen's `mm_token_type_ids`: the remainder is text, like the prompt's end.
-            continued[key] = torch.cat([prefix[key][index], self.inputs[key][index, -1:].expand(-1, width)], dim=1)
+            last = self.inputs[key][index, -1:]
+            continued[key] = torch.cat([prefix[key][index], last.expand(-1, width, *last.shape[2:])], dim=1)
         cache = copy.deepcopy(self.cache)
         cache.batch_select_indices(index)
         if self.deltas is not None:
