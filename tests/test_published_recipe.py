@@ -126,6 +126,7 @@ def test_the_recipe_runs_on_tiny_models_with_one_override_each(tiny: dict[str, P
 
     for row in rows:
         spec = read_metrics(Path(row["folder"]))["spec"]
-        assert spec["background"] == "clutter" and spec["per_class"] == 1
-        assert spec["dtype"] == ("bf16" if row["model"] == mllama else "fp16"), "the published settings apply"
-        assert spec["shuffles"] == (3 if row["strategy"] == "closed-set" else 1)
+        assert spec["sample"]["background"] == "clutter" and spec["sample"]["per_class"] == 1
+        expected = "bf16" if row["model"] == mllama else "fp16"
+        assert spec["model"]["settings"]["dtype"] == expected, "the published settings apply"
+        assert spec["strategy"]["settings"].get("shuffles") == (3 if row["strategy"] == "closed-set" else None)
