@@ -18,7 +18,8 @@ from pathlib import Path
 from time import perf_counter
 
 from classbench import pricing, provenance
-from classbench.datasets import Dataset, Sample, open_dataset, select
+from classbench.datasets import Dataset, Sample, open_dataset, read_class_list, select
+from classbench.datasets.templates import with_dataset_templates
 from classbench.errors import ImageLoadError, UserError
 from classbench.models import check_options
 from classbench.models.base import Backend
@@ -98,14 +99,17 @@ def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callabl
 def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None], check_batching: bool,
          pool: ModelPool) -> RunResult:
     dataset = open_dataset(spec.dataset, label_file=spec.label_file, split=spec.split,
-                           image_column=spec.image_column, label_column=spec.label_column)
+                           image_column=spec.image_column, label_column=spec.label_column,
+                           dataset_root=spec.dataset_root, download=spec.download)
     strategy_type = strategy_class(spec.strategy)
     check_options(spec.model, spec.options, strategy_type.options, spec.strategy)
     for name in sorted(Context.strategy_settings() - strategy_type.settings):
         if getattr(spec, name) != RunSpec.model_fields[name].get_default(call_default_factory=True):
             log(f"note: --{name.replace('_', '-')} has no effect with --strategy {spec.strategy}")
     shots = spec.shots if spec.shots is not None else getattr(strategy_type, "default_shots", 0)
-    selection = select(dataset, spec.classes, spec.per_class, spec.seed, spec.background, shots=shots)
+    class_list = read_class_list(spec.class_list) if spec.class_list else None
+    selection = select(dataset, spec.classes, spec.per_class, spec.seed, spec.background, shots=shots,
+                       class_list=class_list)
     out.mkdir(parents=True, exist_ok=True)
     new_run = not (out / STORE_NAME).exists()
     store = Store(out / STORE_NAME)
@@ -115,7 +119,7 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
             selection.samples,
             {"spec": spec.model_dump(), "classes": selection.classes, "background": selection.background,
              "dataset": {"name": dataset.name, "n_images": len(dataset.samples), "n_classes": len(dataset.classes),
-                         "skipped": dict(dataset.skipped)},
+                         "skipped": dict(dataset.skipped), **dataset.info, "templates": dataset.templates},
              "provenance": provenance.collect()},
         )
         for reason, count in sorted(dataset.skipped.items()):
@@ -128,7 +132,7 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
             return RunResult(out, resumed, 0, len(selection.samples))
 
         try:
-            model, load_s = pool.get(spec)
+            model, load_s = pool.get(with_dataset_templates(spec, dataset))
             context = Context.from_spec(spec, classes=selection.classes, background=selection.background, out=out,
                                         shots=selection.shots, load_image=dataset.load)
             strategy = strategy_type(model, context)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from classbench.errors import UserError
 
@@ -22,16 +22,19 @@ API_RUNTIME_FIELDS = frozenset({"base_url", "api_key_env", "concurrency", "rpm",
                                 "price_in", "price_out", "max_cost"})
 """API settings change speed, retries and the bill, never answers: the model name is the identity, so a
 fleet of servers can change between sessions of one run."""
-RUNTIME_FIELDS = frozenset({"batch_size", "device", "device_map", "trust_remote_code"}) | API_RUNTIME_FIELDS
+RUNTIME_FIELDS = frozenset({"batch_size", "device", "device_map", "trust_remote_code", "download"}) | API_RUNTIME_FIELDS
 
 
 class RunSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dataset: str = Field(description="class-per-folder tree, .csv/.jsonl manifest, hf:NAME or a saved HF dataset")
+    dataset: str = Field(description="class-per-folder tree, .csv/.jsonl manifest, hf:NAME, a saved HF dataset, or a catalogue name (caltech256, cifar10, …)")
+    dataset_root: str | None = Field(default=None, description="catalogue datasets: the folder torchvision is given as root")
+    download: bool = Field(default=False, description="catalogue datasets: let torchvision download the dataset into --dataset-root")
     model: str = Field(description="backend:name, e.g. efficientnet-lite0, timm:resnet50, hf:Qwen/Qwen2-VL-2B-Instruct")
     strategy: str = "direct"
     classes: int | None = Field(default=None, ge=1)
+    class_list: str | None = Field(default=None, description="file with one class per line: evaluate exactly these (--classes N: the first N)")
     per_class: int | None = Field(default=None, ge=1)
     shots: int | None = Field(default=None, ge=0, description="labelled images per class held out for a probe to learn from (probe: 5)")
     seed: int = 0
@@ -77,11 +80,13 @@ class RunSpec(BaseModel):
                                  "stored with the run; put the key in an environment variable (--api-key-env)")
         return urls
 
-    @field_validator("dataset", "label_file", "label_map")
+    @field_validator("dataset", "label_file", "label_map", "dataset_root", "class_list")
     @classmethod
-    def _absolute(cls, value: str | None) -> str | None:
-        """Resolve paths so the identity does not depend on the working directory."""
-        if value is None or value.startswith("hf:"):
+    def _absolute(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Resolve paths so the identity does not depend on the working directory (a catalogue name stays a name)."""
+        from classbench.datasets.catalogue import is_catalogue_name
+
+        if value is None or value.startswith("hf:") or (info.field_name == "dataset" and is_catalogue_name(value)):
             return value
         return str(Path(value).expanduser().resolve())
 

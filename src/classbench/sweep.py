@@ -72,11 +72,15 @@ def check_sizes(spec: RunSpec, sizes: Sequence[int]) -> None:
     """Fail before the first point runs, not after hours, when a class count cannot be sampled."""
     from classbench.datasets import open_dataset, select
 
+    from classbench.datasets import read_class_list
+
     dataset = open_dataset(spec.dataset, label_file=spec.label_file, split=spec.split,
-                           image_column=spec.image_column, label_column=spec.label_column)
+                           image_column=spec.image_column, label_column=spec.label_column,
+                           dataset_root=spec.dataset_root, download=spec.download)
+    class_list = read_class_list(spec.class_list) if spec.class_list else None
     for size in sizes:
         try:
-            select(dataset, size, spec.per_class, spec.seed, spec.background)
+            select(dataset, size, spec.per_class, spec.seed, spec.background, class_list=class_list)
         except UserError as error:
             raise UserError(f"sweep point N={size}: {error}") from None
 
