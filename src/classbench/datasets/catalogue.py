@@ -241,11 +241,12 @@ def _download_hint(entry: Entry) -> str:
 
 def catalogue_lines() -> list[str]:
     """`classbench datasets --list`: one line per entry, then how to use one."""
-    lines = [f"{'name':<12} {'splits (default first)':<22} {'background':<10} {'templates':<10} torchvision class"]
+    lines = [f"{'name':<12} {'splits (default first)':<22} {'background':<10} {'templates':<10} "
+             f"{'torchvision class':<18} what"]
     for row in describe_entries():
         lines.append(f"{row['name']:<12} {','.join(row['splits']):<22} {row['background'] or '-':<10} "
-                     f"{row['templates'] or 'default':<10} {row['library'].rsplit('.', 1)[1]}"
-                     f"{'' if row['download'] else ' (local copy only)'}  {row['title']}")
+                     f"{row['templates'] or 'default':<10} {row['library'].rsplit('.', 1)[1]:<18} {row['title']}"
+                     f"{'' if row['download'] else ' (no --download)'}")
     lines.append("use: classbench run --dataset NAME --dataset-root DIR [--download] [--split S] …; "
                  "DIR is torchvision's root (`classbench datasets NAME --dataset-root DIR` shows what is found)")
     return lines
