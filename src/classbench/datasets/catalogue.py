@@ -224,7 +224,14 @@ def _construct(name: str, entry: Entry, folder: Path, split: str, download: bool
     except RuntimeError as error:
         raise UserError(f"--dataset {name}: torchvision cannot open it under {folder} ({error}); it expects "
                         f"{entry.layout}{_download_hint(entry)}") from None
-    except (OSError, ValueError, KeyError, IndexError) as error:
+    except OSError as error:
+        if download:
+            raise UserError(f"--dataset {name} --download: torchvision could not fetch it into {folder} "
+                            f"({type(error).__name__}: {error}); fetch it on a machine with network and copy "
+                            f"{entry.layout} there") from None
+        raise UserError(f"--dataset {name}: torchvision failed to read {folder} ({type(error).__name__}: {error}); "
+                        f"it expects {entry.layout}") from None
+    except (ValueError, KeyError, IndexError) as error:
         raise UserError(f"--dataset {name}: torchvision failed to read {folder} ({type(error).__name__}: {error}); "
                         f"it expects {entry.layout}") from None
 

@@ -56,8 +56,8 @@ class Probe(Strategy):
         if not context.shots or context.load_image is None:
             raise UserError("--strategy probe learns from labelled images held out of the evaluation set: "
                             "pass --shots K (K ≥ 1 images per class)")
+        # The C the user fixed; None: chosen by cross-validation on the shots when the probe is fitted.
         self.C = _positive(context.options["C"]) if "C" in context.options else None
-        """The C the user fixed; None: chosen by cross-validation on the shots."""
         self.folder = Path(context.out) if context.out is not None else None
         started = perf_counter()
         saved = self._load()
