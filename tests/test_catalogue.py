@@ -136,3 +136,12 @@ def test_a_folder_run_keeps_the_default_templates(tmp_path: Path) -> None:
         assert store.meta("dataset")["source"] == "folder" and store.meta("dataset")["templates"] is None
     finally:
         store.close()
+
+
+def test_the_html_report_finds_a_catalogue_runs_images(tmp_path: Path, monkeypatch) -> None:
+    from classbench.report.html import _Datasets
+
+    monkeypatch.chdir(tmp_path)
+    root = trees.dtd(tmp_path / "root")
+    dataset, problem = _Datasets().open({"dataset": "dtd", "dataset_root": str(root), "split": "test"})
+    assert problem is None and dataset.load(dataset.samples[0]).mode == "RGB"
