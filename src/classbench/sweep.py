@@ -70,9 +70,7 @@ def plan(bases: Sequence[RunSpec], sizes: Sequence[int], out: Path) -> list[Poin
 
 def check_sizes(spec: RunSpec, sizes: Sequence[int]) -> None:
     """Fail before the first point runs, not after hours, when a class count cannot be sampled."""
-    from classbench.datasets import open_dataset, select
-
-    from classbench.datasets import read_class_list
+    from classbench.datasets import open_dataset, read_class_list, select
 
     dataset = open_dataset(spec.dataset, label_file=spec.label_file, split=spec.split,
                            image_column=spec.image_column, label_column=spec.label_column,
