@@ -70,10 +70,13 @@ def default_out(model: str, strategy: str, identity_hash: str) -> Path:
 @app.command(help=RUN_HELP)
 @with_setting_flags
 def run(
-    dataset: Annotated[Optional[str], typer.Option(help="class-per-folder tree, .csv/.jsonl manifest (image,label), hf:NAME, or a saved HF dataset folder")] = None,
-    model: Annotated[Optional[str], typer.Option(help="model to benchmark: efficientnet-lite0, timm:NAME, torchvision:NAME, hf:HUB_ID_OR_FOLDER (a VLM), openai:MODEL (GPT-4o or any OpenAI-compatible server), clip:HUB_ID_OR_FOLDER, open_clip:ARCH/TAG (see `classbench models`)")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="class-per-folder tree, .csv/.jsonl manifest (image,label), hf:NAME, a saved HF dataset folder, or a catalogue name such as caltech256 or cifar10 when no such file or folder exists (`classbench datasets --list`)")] = None,
+    dataset_root: Annotated[Optional[str], typer.Option(help="catalogue datasets: the folder torchvision is given as root (e.g. DIR holding caltech256/256_ObjectCategories)")] = None,
+    download: Annotated[Optional[bool], typer.Option("--download", help="catalogue datasets: let torchvision download the dataset into --dataset-root (not ImageNet)")] = None,
+    model: Annotated[Optional[str], typer.Option(help="model to benchmark: efficientnet-lite0, timm:NAME, torchvision:NAME, hf:HUB_ID_OR_FOLDER (a VLM), openai:MODEL (GPT-4o or any OpenAI-compatible server), clip:HUB_ID_OR_FOLDER, open_clip:ARCH/TAG, open_clip:local-dir:FOLDER, open_clip:hf-hub:ORG/REPO (see `classbench models`)")] = None,
     strategy: Annotated[Optional[str], typer.Option(help="how to ask: direct (a classifier's own labels mapped onto yours), closed-set (a VLM picks from the class list), binary (a VLM says yes/no per class), likelihood (a VLM scores each class name as the answer), probe (logistic regression on image features from --shots labelled images)")] = None,
-    classes: Annotated[Optional[int], typer.Option(help="use a seeded subset of N classes (nested: the 10 lie inside the 25)")] = None,
+    classes: Annotated[Optional[int], typer.Option(help="use a seeded subset of N classes (nested: the 10 lie inside the 25); with --class-list, its first N")] = None,
+    class_list: Annotated[Optional[str], typer.Option(help="file with one class name per line (or its folder name): evaluate exactly these classes, in this order for --classes N (plus --background)")] = None,
     per_class: Annotated[Optional[int], typer.Option(help="at most K images per class, seeded")] = None,
     shots: Annotated[Optional[int], typer.Option(help="K labelled images per class held out of the evaluation set for --strategy probe to learn from (any strategy with the same K scores the same images) [default: probe 5, else 0]")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed for the class subset, per-class caps and order [default: 0]")] = None,
@@ -94,8 +97,9 @@ def run(
 ) -> None:
     from classbench.spec import build_spec
 
-    general = dict(dataset=dataset, model=model, strategy=strategy, classes=classes, per_class=per_class, shots=shots,
-                   seed=seed, background=background, label_file=label_file, split=split, image_column=image_column,
+    general = dict(dataset=dataset, dataset_root=dataset_root, download=download, model=model, strategy=strategy,
+                   classes=classes, class_list=class_list, per_class=per_class, shots=shots, seed=seed,
+                   background=background, label_file=label_file, split=split, image_column=image_column,
                    label_column=label_column, batch_size=batch_size, device=device, max_cost=max_cost)
     spec, config_out, _ = build_spec(config, {**general, **given(settings)}, _options(option))
     folder = out or (Path(config_out) if config_out else default_out(spec.model.name, spec.strategy.name,
@@ -308,13 +312,25 @@ def models() -> None:
 
 @app.command()
 def datasets(
-    source: Annotated[str, typer.Argument(help="class-per-folder tree, manifest, hf:NAME or saved HF dataset")],
+    source: Annotated[Optional[str], typer.Argument(help="class-per-folder tree, manifest, hf:NAME, saved HF dataset, or a catalogue name")] = None,
     label_file: Annotated[Optional[str], typer.Option(help="alias file folder→label")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="list the datasets known by name (the catalogue)")] = False,
+    dataset_root: Annotated[Optional[str], typer.Option(help="catalogue datasets: the folder torchvision is given as root")] = None,
+    split: Annotated[Optional[str], typer.Option(help="split of a catalogue or Hugging Face dataset")] = None,
+    download: Annotated[bool, typer.Option("--download", help="catalogue datasets: let torchvision download it into --dataset-root")] = False,
 ) -> None:
-    """Show what classbench sees in a dataset: classes, images per class, skipped files."""
+    """Show what classbench sees in a dataset: classes, images per class, skipped files (--list: the catalogue)."""
     from classbench.datasets import open_dataset
 
-    dataset = open_dataset(source, label_file=label_file)
+    if list_:
+        from classbench.datasets.catalogue import catalogue_lines
+
+        for line in catalogue_lines():
+            typer.echo(line)
+        return
+    if source is None:
+        raise UserError("classbench datasets: give a dataset (folder, manifest, hf:NAME or catalogue name), or --list")
+    dataset = open_dataset(source, label_file=label_file, split=split, dataset_root=dataset_root, download=download)
     counts = {name: len(samples) for name, samples in dataset.by_class().items()}
     typer.echo(f"{dataset.name}: {len(dataset.samples)} images in {len(dataset.classes)} classes")
     for name, count in counts.items():

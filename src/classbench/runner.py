@@ -18,7 +18,8 @@ from pathlib import Path
 from time import perf_counter
 
 from classbench import pricing, provenance, strategies
-from classbench.datasets import Dataset, Sample, open_dataset, select
+from classbench.datasets import Dataset, Sample, open_dataset, read_class_list, select
+from classbench.datasets.templates import with_dataset_templates
 from classbench.errors import ImageLoadError, UserError
 from classbench.models.base import Backend
 from classbench.records import MODEL_ERROR, UNREADABLE, Prediction, Question
@@ -94,12 +95,21 @@ def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callabl
             pool.close()
 
 
+def open_spec_dataset(spec: RunSpec) -> Dataset:
+    """The dataset a spec names, opened with every reading setting it has."""
+    source = spec.dataset
+    return open_dataset(source.source, label_file=source.label_file, split=source.split,
+                        image_column=source.image_column, label_column=source.label_column,
+                        dataset_root=source.root, download=spec.runtime.download)
+
+
 def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None], check_batching: bool,
          pool: ModelPool) -> RunResult:
-    dataset = open_dataset(spec.dataset.source, label_file=spec.dataset.label_file, split=spec.dataset.split,
-                           image_column=spec.dataset.image_column, label_column=spec.dataset.label_column)
+    dataset = open_spec_dataset(spec)
     sample = spec.sample
-    selection = select(dataset, sample.classes, sample.per_class, sample.seed, sample.background, shots=spec.shots())
+    class_list = read_class_list(sample.class_list) if sample.class_list else None
+    selection = select(dataset, sample.classes, sample.per_class, sample.seed, sample.background, shots=spec.shots(),
+                       class_list=class_list)
     out.mkdir(parents=True, exist_ok=True)
     new_run = not (out / STORE_NAME).exists()
     store = Store(out / STORE_NAME)
@@ -109,7 +119,7 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
             selection.samples,
             {"spec": spec.model_dump(mode="json"), "classes": selection.classes, "background": selection.background,
              "dataset": {"name": dataset.name, "n_images": len(dataset.samples), "n_classes": len(dataset.classes),
-                         "skipped": dict(dataset.skipped)},
+                         "skipped": dict(dataset.skipped), **dataset.info, "templates": dataset.templates},
              "provenance": provenance.collect()},
         )
         for reason, count in sorted(dataset.skipped.items()):
@@ -122,7 +132,7 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
             return RunResult(out, resumed, 0, len(selection.samples))
 
         try:
-            model, load_s = pool.get(spec)
+            model, load_s = pool.get(with_dataset_templates(spec, dataset))
             context = Context(classes=selection.classes, background=selection.background, seed=sample.seed,
                               batch_size=spec.runtime.batch_size, out=out, shots=selection.shots,
                               load_image=dataset.load)

@@ -70,14 +70,16 @@ def plan(bases: Sequence[RunSpec], sizes: Sequence[int], out: Path) -> list[Poin
 
 def check_sizes(spec: RunSpec, sizes: Sequence[int]) -> None:
     """Fail before the first point runs, not after hours, when a class count cannot be sampled."""
-    from classbench.datasets import open_dataset, select
+    from classbench.datasets import read_class_list, select
 
-    source = spec.dataset
-    dataset = open_dataset(source.source, label_file=source.label_file, split=source.split,
-                           image_column=source.image_column, label_column=source.label_column)
+    from classbench.runner import open_spec_dataset
+
+    dataset = open_spec_dataset(spec)
+    class_list = read_class_list(spec.sample.class_list) if spec.sample.class_list else None
     for size in sizes:
         try:
-            select(dataset, size, spec.sample.per_class, spec.sample.seed, spec.sample.background)
+            select(dataset, size, spec.sample.per_class, spec.sample.seed, spec.sample.background,
+                   class_list=class_list)
         except UserError as error:
             raise UserError(f"sweep point N={size}: {error}") from None
 

@@ -186,11 +186,12 @@ class _Datasets:
     def open(self, spec: dict[str, Any]) -> tuple[Any, str | None]:
         from classbench.datasets import open_dataset
 
-        key = tuple(spec.get(name) for name in ("dataset", "label_file", "split", "image_column", "label_column"))
+        key = tuple(spec.get(name) for name in ("dataset", "label_file", "split", "image_column", "label_column",
+                                                 "dataset_root"))
         if key not in self.opened:
             try:
                 self.opened[key] = (open_dataset(key[0], label_file=key[1], split=key[2], image_column=key[3],
-                                                 label_column=key[4]), None)
+                                                 label_column=key[4], dataset_root=key[5]), None)
             except UserError as error:
                 self.opened[key] = (None, str(error))
             except Exception as error:  # an optional extra: the gallery goes, the report stays
