@@ -114,7 +114,7 @@ def test_a_catalogue_run_records_its_source_and_uses_the_published_templates(tmp
         store = Store.open_existing(tmp_path / label)
         try:
             recorded[label] = (store.meta("dataset"), store.meta("model")["settings"], store.meta("strategy"),
-                               store.meta("spec")["dataset"], len(store.predictions()))
+                               store.meta("spec")["dataset"]["source"], len(store.predictions()))
         finally:
             store.close()
     dataset, settings, strategy, name, answered = recorded["published"]

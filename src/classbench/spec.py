@@ -43,25 +43,29 @@ class _Section(BaseModel):
 
 
 class DatasetSpec(_Section):
-    source: str = Field(description="class-per-folder tree, .csv/.jsonl manifest, hf:NAME or a saved HF dataset")
+    source: str = Field(description="class-per-folder tree, .csv/.jsonl manifest, hf:NAME, a saved HF dataset, or "
+                                    "a catalogue name (caltech256, cifar10, …)")
+    root: str | None = Field(default=None, description="catalogue datasets: the folder torchvision is given as root")
     label_file: str | None = None
     split: str | None = None
     image_column: str | None = None
     label_column: str | None = None
 
-    @field_validator("source", "label_file")
+    @field_validator("source", "root", "label_file")
     @classmethod
     def _absolute(cls, value: str | None, info: ValidationInfo) -> str | None:
-        """Resolve paths so the identity does not depend on the working directory (a catalogue name stays a name)."""
+        """Resolve paths so the identity does not depend on the working directory (a catalogue name stays
+        a name)."""
         from classbench.datasets.catalogue import is_catalogue_name
 
-        if value is None or value.startswith("hf:") or (info.field_name == "dataset" and is_catalogue_name(value)):
+        if value is None or value.startswith("hf:") or (info.field_name == "source" and is_catalogue_name(value)):
             return value
         return str(Path(value).expanduser().resolve())
 
 
 class SampleSpec(_Section):
     classes: int | None = Field(default=None, ge=1)
+    class_list: str | None = Field(default=None, description="file with one class per line: evaluate exactly these")
     per_class: int | None = Field(default=None, ge=1)
     shots: int | None = Field(default=None, ge=0, description="labelled images per class held out for a probe")
     seed: int = 0
