@@ -89,6 +89,11 @@ def run(
     batch_size: Annotated[Optional[int], typer.Option(help="images per batch (speed only, never results) [default: 16]")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1, mps [default: auto]")] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="stop cleanly once the run has cost this many USD; raise it and run again to go on")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="where chunks are answered: local (this process) or ray (Ray actors, each holding one loaded model; answers are the same) [default: local]")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="--executor ray: number of Ray actors [default: 1]")] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(help="--executor ray: GPUs per actor [default: 1 when the Ray cluster has GPUs, else 0]")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(help="--executor ray: auto or ray://HEAD:10001 joins a cluster [default: start a local Ray instance]")] = None,
+    ship_images: Annotated[Optional[bool], typer.Option("--ship-images", help="--executor ray: send each image file's original bytes to the workers (for workers that cannot see the dataset) instead of its path")] = None,
     check_batching: Annotated[bool, typer.Option("--check-batching", help="first compare answers at batch sizes 1 and 8 on a few images; warn when they differ")] = False,
     config: Annotated[Optional[Path], typer.Option(help="YAML file with any of these settings (nested: dataset, sample, model {name, settings}, strategy {name, settings}, runtime; or flat, with the flags' names)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="run folder [default: runs/MODEL-STRATEGY-HASH, so the same command resumes]")] = None,
@@ -100,7 +105,9 @@ def run(
     general = dict(dataset=dataset, dataset_root=dataset_root, download=download, model=model, strategy=strategy,
                    classes=classes, class_list=class_list, per_class=per_class, shots=shots, seed=seed,
                    background=background, label_file=label_file, split=split, image_column=image_column,
-                   label_column=label_column, batch_size=batch_size, device=device, max_cost=max_cost)
+                   label_column=label_column, batch_size=batch_size, device=device, max_cost=max_cost,
+                   executor=executor, workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
+                   ship_images=ship_images)
     spec, config_out, _ = build_spec(config, {**general, **given(settings)}, _options(option))
     folder = out or (Path(config_out) if config_out else default_out(spec.model.name, spec.strategy.name,
                                                                       spec.identity_hash()))
@@ -108,13 +115,13 @@ def run(
 
 
 def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: bool = False,
-                    models: Any = None) -> dict[str, Any]:
+                    executor: Any = None) -> dict[str, Any]:
     from classbench import metrics, runner
     from classbench.report import leaderboard
     from classbench.records import MODEL_ERROR
 
     result = runner.run(spec, folder, progress=_RichProgress() if show_progress else None, log=_log,
-                        check_batching=check_batching, models=models)
+                        check_batching=check_batching, executor=executor)
     summary = metrics.write_folder(folder)
     typer.echo(leaderboard.markdown([summary]))
     extra = []
@@ -224,15 +231,15 @@ def sweep(
         bases = [spec for spec, _, _ in built]
         sweeping.check_sizes(bases[0], sizes)
         points = sweeping.plan(bases, sizes, out)
-    from classbench.runner import ModelPool
+    from classbench.executors import make_executor
 
-    models = ModelPool()  # points of one model run back to back and share one load
+    executor = make_executor(points[0].spec.runtime)  # points of one model run back to back and share one load
     try:
         results = sweeping.run_points(points, lambda point: _run_and_report(
             point.spec, point.folder, settings.get("progress", True), settings.get("check_batching", False),
-            models=models), log=_log)
+            executor=executor), log=_log)
     finally:
-        models.close()
+        executor.close()
     markdown_path, csv_path = sweep_table.write(results, out)
     typer.echo(sweep_table.markdown(results))
     typer.echo(f"sweep folder: {out}  ({markdown_path.name}, {csv_path.name}; `classbench report {out} --html report.html` "

@@ -10,6 +10,7 @@ empty, truncated, corrupt, or a decompression bomb — raises `ImageLoadError` w
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -37,18 +38,33 @@ def load_image(path: str | Path) -> Image.Image:
             raise ImageLoadError(f"{path}: empty file (0 bytes)")
     except FileNotFoundError:
         raise ImageLoadError(f"{path}: file not found") from None
+    return _decode(path, path)
+
+
+def load_image_bytes(data: bytes | None, name: str | Path) -> Image.Image:
+    """Decode a file's original bytes exactly as `load_image` decodes the file (`None`: there was no
+    file), with the same errors, naming the file as `name`: how a worker that cannot see the dataset
+    reads an image the driver sent it."""
+    if data is None:
+        raise ImageLoadError(f"{name}: file not found")
+    if not data:
+        raise ImageLoadError(f"{name}: empty file (0 bytes)")
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source: Path | io.BytesIO, name: str | Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 image.load()
                 return to_rgb(image)
     except ImageLoadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageLoadError(f"{path}: refused as a possible decompression bomb ({error})") from None
+        raise ImageLoadError(f"{name}: refused as a possible decompression bomb ({error})") from None
     except Exception as error:  # Pillow raises many types for corrupt data
-        raise ImageLoadError(f"{path}: cannot decode image ({type(error).__name__}: {error})") from None
+        raise ImageLoadError(f"{name}: cannot decode image ({type(error).__name__}: {error})") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

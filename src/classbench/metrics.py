@@ -135,6 +135,7 @@ def compute(store: Store) -> dict[str, Any]:
         "per_class": report["per_class"],
         "confusion_matrix": {"labels": classes, "columns": [*classes, NO_CLASS], "matrix": matrix.tolist()},
         **_speed(store, scored),
+        "execution": _execution(store),
         "failures": [{"image": p.image, "error": p.error} for p in failed[:200]],
         **usage.summary(store, len(scored)),
         "strategy_summary": _strategy_summary(store, spec.get("strategy", {}).get("name"), classes, predictions),
@@ -175,6 +176,12 @@ def _speed(store: Store, scored: list[Prediction]) -> dict[str, Any]:
         "peak_rss_gb": max(rss) if rss else None,
         "sessions": len(sessions),
     }
+
+
+def _execution(store: Store) -> dict[str, Any] | None:
+    """How the latest session ran: executor, workers, GPUs, images/s over its wall clock and per worker."""
+    sessions = store.meta("execution") or {}
+    return sessions[max(sessions, key=int)] if sessions else None
 
 
 def _percentile(values: list[float], q: float) -> float | None:

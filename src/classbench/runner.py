@@ -1,31 +1,28 @@
 """The run loop: sample, load the model (timed apart), ask in chunks, record every answer.
 
-Images are decoded in a background thread one chunk ahead, so decoding overlaps the model. A
-chunk is a fixed slice of the sampled order, so a resumed run forms the same batches. An image
-that cannot be read, or on which the model fails even when asked alone, is recorded as a
-failure and the run goes on.
+A chunk is a fixed slice of the sampled order, so a resumed run forms the same batches. An executor
+answers the chunks (in this process, or on Ray workers: `classbench.executors`) and this module
+alone writes what comes back. An image that cannot be read, or on which the model fails even when
+asked alone, is recorded as a failure and the run goes on.
 """
 
 from __future__ import annotations
 
-import json
 import resource
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter
 
-from classbench import pricing, provenance, strategies
-from classbench.datasets import Dataset, Sample, open_dataset, read_class_list, select
+from classbench import pricing, provenance
+from classbench.datasets import Dataset, open_dataset, read_class_list, select
 from classbench.datasets.templates import with_dataset_templates
-from classbench.errors import ImageLoadError, UserError
-from classbench.models.base import Backend
-from classbench.records import MODEL_ERROR, UNREADABLE, Prediction, Question
+from classbench.errors import UserError
+from classbench.executors import Chunk, Executor, Job, Record, chunks_of, make_executor
+from classbench.executors.local import ModelPool
 from classbench.spec import RunSpec
 from classbench.store import STORE_NAME, Store
-from classbench.strategies.base import Context, Item, Step, Strategy
 
 GIVE_UP_AFTER = 20
 """Consecutive failures with nothing answered yet that mean the model, not the data, is broken."""
@@ -41,12 +38,6 @@ class RunResult:
     """Why the run stopped before the end on purpose (--max-cost), with how to go on."""
 
 
-@dataclass
-class _Loaded:
-    items: list[Item]
-    failures: list[tuple[Sample, str]]
-
-
 class Progress:
     """What the runner reports while it works; the CLI shows it as a progress bar."""
 
@@ -55,44 +46,18 @@ class Progress:
     def stop(self) -> None: ...
 
 
-class ModelPool:
-    """Holds the last model loaded, so consecutive runs of one model (a sweep's points) load it once.
-
-    A run given no pool gets its own and releases the model when it ends.
-    """
-
-    def __init__(self) -> None:
-        self._key: str | None = None
-        self._model: Backend | None = None
-
-    def get(self, spec: RunSpec) -> tuple[Backend, float]:
-        """The model for `spec` and the seconds spent loading it (0 when it was already loaded)."""
-        key = json.dumps([spec.model.name, spec.model.settings, spec.runtime.device], sort_keys=True, default=str)
-        if key == self._key and self._model is not None:
-            return self._model, 0.0
-        self.close()
-        from classbench.models import load_model
-
-        started = perf_counter()
-        self._model = load_model(spec.model.name, spec.model_settings(), spec.runtime.device)
-        self._key = key
-        return self._model, perf_counter() - started
-
-    def close(self) -> None:
-        if self._model is not None:
-            self._model.close()
-        self._model, self._key = None, None
-
-
 def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callable[[str], None] = print,
-        check_batching: bool = False, models: ModelPool | None = None) -> RunResult:
+        check_batching: bool = False, models: ModelPool | None = None, executor: Executor | None = None) -> RunResult:
+    """Run (or resume) one run. `executor` answers the chunks (default: the spec's `--executor`, made
+    for this run and closed after it); `models` keeps a local model loaded across runs."""
     progress = progress or Progress()
-    pool = models or ModelPool()
+    own = executor is None
+    executor = executor or make_executor(spec.runtime, models)
     try:
-        return _run(spec, out, progress, log, check_batching, pool)
+        return _run(spec, out, progress, log, check_batching, executor)
     finally:
-        if models is None:
-            pool.close()
+        if own:
+            executor.close()
 
 
 def open_spec_dataset(spec: RunSpec) -> Dataset:
@@ -104,7 +69,7 @@ def open_spec_dataset(spec: RunSpec) -> Dataset:
 
 
 def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None], check_batching: bool,
-         pool: ModelPool) -> RunResult:
+         executor: Executor) -> RunResult:
     dataset = open_spec_dataset(spec)
     sample = spec.sample
     class_list = read_class_list(sample.class_list) if sample.class_list else None
@@ -132,31 +97,27 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
             return RunResult(out, resumed, 0, len(selection.samples))
 
         try:
-            model, load_s = pool.get(with_dataset_templates(spec, dataset))
-            context = Context(classes=selection.classes, background=selection.background, seed=sample.seed,
-                              batch_size=spec.runtime.batch_size, out=out, shots=selection.shots,
-                              load_image=dataset.load)
-            strategy = strategies.build(spec.strategy.name, model, spec.strategy_settings(), context)
+            job = Job(with_dataset_templates(spec, dataset), selection.classes, selection.background,
+                      list(selection.shots))
+            started = executor.start(job, dataset, out)
         except BaseException:
             if new_run:  # nothing was asked: leave no store that would pin this folder to a failed spec
                 store.discard()
             raise
-        log(f"loaded {model.model_id} in {load_s:.1f}s" if load_s else f"reusing the loaded {model.model_id}")
+        log(f"loaded {started.model_id} in {started.load_s:.1f}s" if started.load_s
+            else f"reusing the loaded {started.model_id}")
         if check_batching:
-            from classbench import batching
+            executor.check_batching(dataset, pending, log)
+        _check_same_model(store, started.model)
+        store.set_meta({"model": started.model, "strategy": started.strategy})
+        store.start_session(device=started.device, batch_size=spec.runtime.batch_size)
+        store.update_session(load_s=started.load_s)
 
-            batching.check(lambda size: strategies.build(spec.strategy.name, model, spec.strategy_settings(),
-                                                         replace(context, batch_size=size)), dataset, pending, log)
-        _check_same_model(store, model.describe())
-        store.set_meta({"model": model.describe(), "strategy": strategy.describe()})
-        store.start_session(device=str(model.settings.get("device", spec.runtime.device)),
-                            batch_size=spec.runtime.batch_size)
-        store.update_session(load_s=load_s)
-
-        budget = pricing.Budget.for_run(spec.runtime.max_cost, model.describe())
+        budget = pricing.Budget.for_run(spec.runtime.max_cost, started.model)
+        chunks = chunks_of(selection.samples, spec.runtime.batch_size, finished)
         try:
-            asked = _loop(store, dataset, selection.samples, finished, strategy, spec.runtime.batch_size, progress,
-                          model, budget)
+            asked = _loop(store, executor, chunks, progress, f"{started.model_id} · {started.strategy_name}",
+                          len(selection.samples), len(finished), budget)
         except pricing.BudgetReached as stop:
             return RunResult(out, resumed, store.sessions()[-1]["n_images"], len(selection.samples), stopped=str(stop))
         return RunResult(out, resumed, asked, len(selection.samples))
@@ -164,58 +125,37 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
         store.close()
 
 
-def _loop(store: Store, dataset: Dataset, samples: Sequence[Sample], finished: set[str], strategy: Strategy,
-          batch_size: int, progress: Progress, model, budget: pricing.Budget | None = None) -> int:
-    chunks = [list(samples[start:start + batch_size]) for start in range(0, len(samples), batch_size)]
-    chunks = [chunk for chunk in chunks if any(sample.id not in finished for sample in chunk)]
-    progress.start(len(samples), len(finished), f"{model.model_id} · {strategy.name}")
+def _loop(store: Store, executor: Executor, chunks: list[Chunk], progress: Progress, description: str,
+          total: int, done: int, budget: pricing.Budget | None = None) -> int:
+    def admit(chunk: Chunk) -> Chunk:
+        if budget is not None:
+            budget.check(store, len(chunk.samples))
+        return replace(chunk, done=store.questions_for(sample.id for sample in chunk.samples))
+
+    progress.start(total, done, description)
     asked = 0
     streak = 0
     clock = perf_counter()
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
-            def prefetch(index: int) -> Future[_Loaded] | None:
-                if index >= len(chunks):
-                    return None
-                whole = strategy.atomic_chunks
-                return pool.submit(_load_chunk, dataset, chunks[index], finished, whole)
-
-            upcoming = prefetch(0)
-            for index in range(len(chunks)):
-                if budget is not None:
-                    budget.check(store, len(chunks[index]))
-                loaded = upcoming.result()
-                upcoming = prefetch(index + 1)
-                done = store.questions_for(item.image_id for item in loaded.items)
-                items = [replace(item, done=done[item.image_id]) for item in loaded.items]
-                records: list[tuple[str, list[Question], Prediction | None]] = [
-                    (sample.id, [], Prediction(sample.id, sample.label, None, "failed", UNREADABLE + reason))
-                    for sample, reason in loaded.failures if sample.id not in finished
-                ]
-                in_chunk: dict[str, dict[str, Question]] = {}
-                for step in _steps(strategy, items, in_chunk):
-                    in_chunk.setdefault(step.item.image_id, {}).update({q.key: q for q in step.questions})
-                    if step.item.image_id in finished:
-                        continue
-                    prediction = _prediction(step, in_chunk[step.item.image_id]) if step.final else None
-                    records.append((step.item.image_id, list(step.questions), prediction))
-                    if prediction is not None:
-                        streak = streak + 1 if prediction.status == "failed" else 0
-                        asked += 1
-                    if not strategy.atomic_chunks:
-                        clock = _write(store, records, clock, progress)
-                        records = []
-                clock = _write(store, records, clock, progress)
-                store.update_session(peak_rss_gb=_peak_rss_gb(), peak_gpu_gb=model.peak_gpu_gb())
+        for answered in executor.answer(chunks, admit):
+            for _, _, prediction in answered.records:
+                if prediction is not None:
+                    streak = streak + 1 if prediction.status == "failed" else 0
+                    asked += 1
+            clock = _write(store, answered.records, clock, progress)
+            if answered.last:
+                store.update_session(peak_rss_gb=_peak_rss_gb(), peak_gpu_gb=executor.peak_gpu_gb())
                 if streak >= GIVE_UP_AFTER and asked == streak:
                     raise UserError(f"the model failed on the first {streak} images; the last error: "
                                     f"{_last_error(store)}")
     finally:
         progress.stop()
+        executions = {**(store.meta("execution") or {}), str(store.session_id): executor.execution()}
+        store.set_meta({"execution": executions})
     return asked
 
 
-def _write(store: Store, records: list[tuple[str, list[Question], Prediction | None]], clock: float,
+def _write(store: Store, records: list[Record], clock: float,
            progress: Progress) -> float:
     if not records:
         return clock
@@ -227,65 +167,6 @@ def _write(store: Store, records: list[tuple[str, list[Question], Prediction | N
         store.add_work(images=done, seconds=now - clock)
     progress.advance(done)
     return now
-
-
-def _steps(strategy: Strategy, items: list[Item], asked: dict[str, dict[str, Question]]) -> Iterator[Step]:
-    """Run a chunk; when the model fails on it, ask item by item so one bad image costs one image.
-
-    This is the only place a failed batch is split: backends raise, and the runner retries each
-    undecided image alone, with the questions it already got in this chunk (`asked`, kept by the
-    caller as steps go by) counted as answered."""
-    if not items:
-        return
-    decided: set[str] = set()
-    try:
-        for step in _complete(strategy, items):
-            if step.final:
-                decided.add(step.item.image_id)
-            yield step
-        return
-    except (KeyboardInterrupt, UserError):
-        raise
-    except Exception as error:
-        remaining = [item for item in items if item.image_id not in decided]
-        if len(items) == 1:
-            for item in remaining:
-                yield Step(item=item, questions=[], final=True, status="failed",
-                           detail={"error": MODEL_ERROR + f"{type(error).__name__}: {error}"})
-            return
-    for item in remaining:  # the images decided before the failure are recorded already
-        answered = {key: q for key, q in asked.get(item.image_id, {}).items() if q.error is None}
-        yield from _steps(strategy, [replace(item, done={**item.done, **answered})], asked)
-
-
-def _complete(strategy: Strategy, items: list[Item]) -> Iterator[Step]:
-    """Buffer a chunk's steps when it is atomic, so a failure halfway writes nothing twice."""
-    if strategy.atomic_chunks:
-        yield from list(strategy.run(items))
-    else:
-        yield from strategy.run(items)
-
-
-def _prediction(step: Step, asked_in_chunk: dict[str, Question]) -> Prediction:
-    item = step.item
-    asked = {**item.done, **asked_in_chunk}
-    latencies = [q.latency_s for q in asked.values() if q.latency_s is not None]
-    detail = dict(step.detail or {})
-    error = detail.pop("error", None)
-    status = step.status if step.status == "failed" else ("ok" if step.prediction is not None else "invalid")
-    return Prediction(item.image_id, item.label, step.prediction, status, error,
-                      sum(latencies) if latencies else None, detail or None)
-
-
-def _load_chunk(dataset: Dataset, chunk: list[Sample], finished: set[str], whole: bool) -> _Loaded:
-    wanted = chunk if whole else [sample for sample in chunk if sample.id not in finished]
-    items, failures = [], []
-    for sample in wanted:
-        try:
-            items.append(Item(sample.id, sample.label, dataset.load(sample)))
-        except ImageLoadError as error:
-            failures.append((sample, str(error)))
-    return _Loaded(items, failures)
 
 
 def _finished(store: Store) -> set[str]:

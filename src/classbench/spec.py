@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -33,7 +33,9 @@ GENERAL: dict[str, tuple[str, str]] = {
     "classes": ("sample", "classes"), "class_list": ("sample", "class_list"), "per_class": ("sample", "per_class"),
     "shots": ("sample", "shots"), "seed": ("sample", "seed"), "background": ("sample", "background"),
     "batch_size": ("runtime", "batch_size"), "device": ("runtime", "device"), "max_cost": ("runtime", "max_cost"),
-    "download": ("runtime", "download"),
+    "download": ("runtime", "download"), "executor": ("runtime", "executor"), "workers": ("runtime", "workers"),
+    "gpus_per_worker": ("runtime", "gpus_per_worker"), "ray_address": ("runtime", "ray_address"),
+    "ship_images": ("runtime", "ship_images"),
 }
 """Flat setting names (flags, classbench 0.1 configs) of the settings that concern every run."""
 
@@ -88,6 +90,14 @@ class RuntimeSpec(_Section):
     device: str = "auto"
     max_cost: float | None = Field(default=None, gt=0, description="stop cleanly once the run has cost this many USD")
     download: bool = Field(default=False, description="catalogue datasets: let torchvision download the dataset")
+    executor: Literal["local", "ray"] = Field(default="local", description="where chunks are answered")
+    workers: int = Field(default=1, ge=1, description="--executor ray: actors, each holding one loaded model")
+    gpus_per_worker: float | None = Field(default=None, ge=0, description="--executor ray: GPUs per actor "
+                                          "[default: 1 when CUDA is visible, else 0]")
+    ray_address: str | None = Field(default=None, description="--executor ray: auto or ray://… joins a cluster "
+                                    "[default: start a local Ray instance]")
+    ship_images: bool = Field(default=False, description="--executor ray: send each image file's original bytes "
+                              "to the workers instead of its path")
 
 
 class RunSpec(_Section):
