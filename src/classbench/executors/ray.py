@@ -171,7 +171,7 @@ class RayExecutor(Executor):
                 try:
                     result = self._get(ref)
                 except died as error:
-                    self._bury(slot, running, queue, error)
+                    self._bury(slot, chunk, running, queue, error)
                     for other in self.slots:
                         feed(other)
                     continue
@@ -195,12 +195,12 @@ class RayExecutor(Executor):
                 except Exception:  # noqa: BLE001 - a cancel that fails leaves a worker busy, nothing more
                     pass
 
-    def _bury(self, slot: _Slot, running: dict[Any, tuple[_Slot, Chunk | None]], queue: deque[Chunk],
-              error: Exception) -> None:
+    def _bury(self, slot: _Slot, failed: Chunk | None, running: dict[Any, tuple[_Slot, Chunk | None]],
+              queue: deque[Chunk], error: Exception) -> None:
         """A worker died: its chunks go back to the front of the queue, a replacement starts."""
         self.deaths += 1
-        lost = sorted((chunk for ref, (owner, chunk) in list(running.items()) if owner is slot and chunk is not None),
-                      key=lambda chunk: chunk.index)
+        held = [chunk for owner, chunk in running.values() if owner is slot and chunk is not None]
+        lost = sorted([*held, *([failed] if failed is not None else [])], key=lambda chunk: chunk.index)
         for ref in [ref for ref, (owner, _) in running.items() if owner is slot]:
             running.pop(ref)
         queue.extendleft(reversed(lost))
