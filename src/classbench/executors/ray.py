@@ -86,6 +86,8 @@ class RayExecutor(Executor):
         self.gpus = gpus if gpus is not None else (1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0)
         from classbench.executors.ray_worker import Worker
 
+        self._died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                      ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError)
         self.actor_class = ray.remote(num_cpus=1, num_gpus=self.gpus, max_concurrency=2, max_restarts=0)(Worker)
         self.slots: list[_Slot] = []
         self.numbered = 0
@@ -113,15 +115,34 @@ class RayExecutor(Executor):
         loads = [slot.actor.load.remote(job) for slot in self.slots]  # every worker loads at once
         self.files = _seed_files(out)
         self.shots = shipping.pack(dataset, job.shots) if self.runtime.ship_images else None
+        self.deaths = 0
         first = self.slots[0]
-        load_s = self._get(loads[0])
-        started, written = self._get(first.actor.start.remote(job, self.files, self.shots))
+        try:
+            load_s = self._get(loads[0])
+            started, written = self._get(first.actor.start.remote(job, self.files, self.shots))
+        except self._died as error:
+            self._stop_all()
+            raise UserError(f"the first Ray worker died while loading {job.spec.model.name} "
+                            f"({type(error).__name__}); check its memory (`ray status`), then run the same "
+                            "command again") from None
         for name, data in written.items():  # the driver writes the run folder, as it writes the store
             (out / name).write_bytes(data)
         self.files.update(written)
-        for slot in self.slots[1:]:
-            slot.ready = slot.actor.start.remote(job, self.files, self.shots)
+        self._start_rest()
         return replace(started, load_s=load_s)
+
+    def _start_rest(self) -> None:
+        """Build the strategy on the other workers (their models load meanwhile), replacing any that
+        dies, so the chunks are spread over every worker from the first one on."""
+        pending = {slot.actor.start.remote(self.job, self.files, self.shots): slot for slot in self.slots[1:]}
+        while pending:
+            [ref], _ = self.ray.wait(list(pending), num_returns=1)
+            slot = pending.pop(ref)
+            try:
+                self._get(ref)
+            except self._died as error:
+                fresh = self._replace(slot, error)
+                pending[fresh.actor.start.remote(self.job, self.files, self.shots)] = fresh
 
     def _new_slot(self, replaces: int | None = None) -> _Slot:
         registries = _registries(self.job) if self.job is not None else {}
@@ -143,8 +164,6 @@ class RayExecutor(Executor):
 
     def answer(self, chunks: Sequence[Chunk], admit: Callable[[Chunk], Chunk]) -> Iterator[Answered]:
         ray = self.ray
-        died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError,
-                ray.exceptions.NodeDiedError)
         queue = deque(chunks)
         running: dict[Any, tuple[_Slot, Chunk | None]] = {}
         for slot in self.slots:
@@ -170,7 +189,7 @@ class RayExecutor(Executor):
                 slot, chunk = running.pop(ref)
                 try:
                     result = self._get(ref)
-                except died as error:
+                except self._died as error:
                     self._bury(slot, chunk, running, queue, error)
                     for other in self.slots:
                         feed(other)
@@ -198,21 +217,26 @@ class RayExecutor(Executor):
     def _bury(self, slot: _Slot, failed: Chunk | None, running: dict[Any, tuple[_Slot, Chunk | None]],
               queue: deque[Chunk], error: Exception) -> None:
         """A worker died: its chunks go back to the front of the queue, a replacement starts."""
-        self.deaths += 1
         held = [chunk for owner, chunk in running.values() if owner is slot and chunk is not None]
         lost = sorted([*held, *([failed] if failed is not None else [])], key=lambda chunk: chunk.index)
         for ref in [ref for ref, (owner, _) in running.items() if owner is slot]:
             running.pop(ref)
         queue.extendleft(reversed(lost))
+        fresh = self._replace(slot, error)
+        fresh.ready = fresh.actor.start.remote(self.job, self.files, self.shots)
+        running[fresh.ready] = (fresh, None)
+
+    def _replace(self, slot: _Slot, error: Exception) -> _Slot:
+        """A new worker in a dead one's place; the run stops (cleanly, resumable) when workers keep dying."""
+        self.deaths += 1
         self.slots.remove(slot)
         if self.deaths > DEATHS_PER_WORKER * self.runtime.workers:
             raise UserError(f"Ray workers died {self.deaths} times (the last: {type(error).__name__}: "
                             f"{str(error).splitlines()[0] if str(error) else ''}); the answers so far are stored. "
                             "Fix the cause (memory? a lost node?), then run the same command again to resume")
         fresh = self._new_slot(replaces=slot.number)
-        fresh.ready = fresh.actor.start.remote(self.job, self.files, self.shots)
-        running[fresh.ready] = (fresh, None)
         self.slots.append(fresh)
+        return fresh
 
     # --- reporting and closing -------------------------------------------------------------------
 
