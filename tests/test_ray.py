@@ -135,7 +135,10 @@ def test_a_killed_worker_costs_nothing(ray_address: str, tree: Path, tmp_path: P
     summary = ray_run(tree, tmp_path / "ray", f"hf:{model}", "closed-set", progress=killer, **settings)
     assert killer.killed is not None and killer.open_files == [], "workers never open the run folder"
     assert summary["complete"] and summary["execution"]["worker_deaths"] == 1
-    assert [w["replaces"] for w in summary["execution"]["per_worker"]].count(None) == 1, "one worker was replaced"
+    workers = summary["execution"]["per_worker"]
+    [dead] = [worker for worker in workers if worker["died"]]
+    assert dead["pid"] == killer.killed and [w["replaces"] for w in workers].count(dead["worker"]) == 1
+    assert sum(worker["images"] for worker in workers) == 8, "the dead worker's answers count too"
     assert stored(tmp_path / "ray") == stored(tmp_path / "local")
 
 

@@ -90,6 +90,8 @@ class RayExecutor(Executor):
                       ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError)
         self.actor_class = ray.remote(num_cpus=1, num_gpus=self.gpus, max_concurrency=2, max_restarts=0)(Worker)
         self.slots: list[_Slot] = []
+        self.retired: list[_Slot] = []
+        """Workers that died during this run: their answers count in the figures."""
         self.numbered = 0
         self.deaths = 0
         self.key: str | None = None
@@ -115,7 +117,7 @@ class RayExecutor(Executor):
         loads = [slot.actor.load.remote(job) for slot in self.slots]  # every worker loads at once
         self.files = _seed_files(out)
         self.shots = shipping.pack(dataset, job.shots) if self.runtime.ship_images else None
-        self.deaths = 0
+        self.deaths, self.retired = 0, []
         first = self.slots[0]
         try:
             load_s = self._get(loads[0])
@@ -230,6 +232,7 @@ class RayExecutor(Executor):
         """A new worker in a dead one's place; the run stops (cleanly, resumable) when workers keep dying."""
         self.deaths += 1
         self.slots.remove(slot)
+        self.retired.append(slot)
         if self.deaths > DEATHS_PER_WORKER * self.runtime.workers:
             raise UserError(f"Ray workers died {self.deaths} times (the last: {type(error).__name__}: "
                             f"{str(error).splitlines()[0] if str(error) else ''}); the answers so far are stored. "
@@ -245,13 +248,14 @@ class RayExecutor(Executor):
 
     def execution(self) -> dict[str, Any]:
         workers = []
-        for slot in sorted(self.slots, key=lambda slot: slot.number):
+        for slot in sorted([*self.slots, *self.retired], key=lambda slot: slot.number):
             if not slot.info:
                 try:
                     slot.info = self.ray.get(slot.where, timeout=10)
                 except Exception:  # noqa: BLE001 - a worker that cannot say where it runs is still counted
                     slot.info = {}
-            workers.append({"worker": slot.number, **slot.info, "replaces": slot.replaces, "chunks": slot.chunks,
+            workers.append({"worker": slot.number, **slot.info, "died": slot in self.retired,
+                            "replaces": slot.replaces, "chunks": slot.chunks,
                             "images": slot.images, "busy_s": round(slot.busy_s, 3),
                             "images_per_s": round(slot.images / self.wall_s, 3) if self.wall_s else None})
         images = sum(worker["images"] for worker in workers)
