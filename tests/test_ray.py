@@ -198,3 +198,33 @@ def test_a_sweep_under_ray_equals_a_local_sweep(ray_address: str, tmp_path: Path
         assert stored(tmp_path / "ray" / point) == stored(tmp_path / "local" / point)
     second = read_metrics(tmp_path / "ray" / "efficientnet-lite0-direct" / "n3")
     assert second["load_s"] == 0 and second["execution"]["executor"] == "ray", "each worker loaded the model once"
+
+
+def test_a_probe_fitted_in_a_worker_is_written_by_the_driver(ray_address: str, tmp_path: Path) -> None:
+    """Workers never write the run folder: the probe the first worker fits (on shots the driver sends
+    it, with --ship-images) comes back through the driver, and the others reuse it."""
+    import numpy as np
+
+    from clip_helpers import colour_tree, tiny_model_folder
+
+    tree = colour_tree(tmp_path / "tree", per_class=5)
+    for out, executor in (("local", {}), ("ray", {"executor": "ray", "workers": 2, "ship_images": True})):
+        spec = RunSpec.from_flat(dataset=str(tree), model=f"clip:{tiny_model_folder('clip')}", strategy="probe",
+                                 shots=2, batch_size=2, device="cpu", **executor)
+        runner.run(spec, tmp_path / out, log=lambda _: None)
+    assert stored(tmp_path / "ray") == stored(tmp_path / "local")
+    with np.load(tmp_path / "ray" / "probe.npz") as remote, np.load(tmp_path / "local" / "probe.npz") as here:
+        assert all(np.array_equal(remote[key], here[key]) for key in here.files)
+    assert (tmp_path / "ray" / "probe_split.json").read_text() == (tmp_path / "local" / "probe_split.json").read_text()
+
+
+def test_ray_settings_without_the_ray_executor_are_refused(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from classbench.cli import app
+
+    photos = make_tree(tmp_path / "photos", folders=("001.cat", "002.dog"), per_class=1, background=False)
+    result = CliRunner().invoke(app, ["run", "--dataset", str(photos), "--model", "efficientnet-lite0",
+                                      "--workers", "4", "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0 and "--workers applies to Ray workers: add --executor ray" in str(result.exception)
+    assert not (tmp_path / "out").exists()

@@ -115,6 +115,11 @@ def make_executor(runtime: RuntimeSpec, models: Any = None) -> Executor:
         from classbench.executors.ray import RayExecutor
 
         return RayExecutor(runtime)
+    given = [flag for flag, value in (("--workers", runtime.workers != 1), ("--ray-address", runtime.ray_address),
+                                      ("--gpus-per-worker", runtime.gpus_per_worker is not None),
+                                      ("--ship-images", runtime.ship_images)) if value]
+    if given:
+        raise UserError(f"{given[0]} applies to Ray workers: add --executor ray (or drop {given[0]})")
     from classbench.executors.local import LocalExecutor
 
     return LocalExecutor(models)
