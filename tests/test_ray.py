@@ -1,7 +1,7 @@
 """`--executor ray`: the same answers as a local run, whatever dies on the way.
 
-All tests share one local Ray instance (started once; Ray starts slowly on two cores) and run two
-workers, each holding one loaded model. Runs are compared with a local run of the same spec on
+All tests share one local Ray instance (`ray_address` in conftest.py, started once per session: Ray
+starts slowly on two cores) and run two workers, each holding one loaded model. Runs are compared with a local run of the same spec on
 what is stored: predictions, and every question's prompt, raw answer and mapped label.
 """
 
@@ -28,15 +28,6 @@ from classbench.spec import RunSpec  # noqa: E402
 from classbench.store import Store  # noqa: E402
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-@pytest.fixture(scope="session")
-def ray_address() -> str:
-    from classbench.executors.ray import connect
-
-    connect(None, 2)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
 
 
 def stored(out: Path) -> tuple[set[tuple], set[tuple], int]:
