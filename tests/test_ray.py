@@ -219,3 +219,12 @@ def test_ray_settings_without_the_ray_executor_are_refused(tmp_path: Path) -> No
                                       "--workers", "4", "--out", str(tmp_path / "out")])
     assert result.exit_code != 0 and "--workers applies to Ray workers: add --executor ray" in str(result.exception)
     assert not (tmp_path / "out").exists()
+
+
+def test_more_gpus_than_the_cluster_has_is_an_error_not_a_wait(ray_address: str, tree: Path, tmp_path: Path) -> None:
+    from classbench.errors import UserError
+
+    spec = RunSpec.from_flat(dataset=str(tree), model=f"hf:{model_folder('qwen2_vl')}", strategy="closed-set",
+                             device="cpu", executor="ray", workers=2, gpus_per_worker=1)
+    with pytest.raises(UserError, match="need 2 GPUs .* but the Ray cluster has 0"):
+        runner.run(spec, tmp_path / "out", log=lambda _: None)

@@ -55,7 +55,8 @@ class _Slot:
 
 
 def connect(address: str | None, workers: int) -> None:
-    """Join the Ray cluster at `address` (`auto`, `ray://…`), or start a local instance sized for `workers`."""
+    """Join the Ray cluster at `address` (`auto`, `ray://…`), or start a new local instance sized for
+    `workers` (never joining a cluster by surprise, as a bare `ray.init()` would where one runs)."""
     try:
         import ray
     except ImportError:
@@ -67,7 +68,8 @@ def connect(address: str | None, workers: int) -> None:
         if address:
             ray.init(address=address, **options)
         else:
-            ray.init(num_cpus=max(os.cpu_count() or 1, workers), include_dashboard=False, **options)
+            ray.init(address="local", num_cpus=max(os.cpu_count() or 1, workers), include_dashboard=False,
+                     **options)
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = f"--ray-address {address}" if address else "a local Ray instance"
         raise UserError(f"cannot start or join {where}: {error}. Check `ray status` on the head node") from None
@@ -83,7 +85,13 @@ class RayExecutor(Executor):
         self.ray = ray
         self.runtime = runtime
         gpus = runtime.gpus_per_worker
-        self.gpus = gpus if gpus is not None else (1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0)
+        resources = ray.cluster_resources()
+        self.gpus = gpus if gpus is not None else (1.0 if resources.get("GPU", 0) > 0 else 0.0)
+        for name, needed in (("CPU", runtime.workers), ("GPU", self.gpus * runtime.workers)):
+            if needed > resources.get(name, 0):  # Ray would wait for them for ever
+                raise UserError(f"--workers {runtime.workers} need {needed:g} {name}s (1 CPU and --gpus-per-worker "
+                                f"{self.gpus:g} GPU each) but the Ray cluster has {resources.get(name, 0):g}: "
+                                "lower --workers or --gpus-per-worker, or add nodes")
         from classbench.executors.ray_worker import Worker
 
         self._died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
