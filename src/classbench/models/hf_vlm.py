@@ -28,7 +28,8 @@ from PIL import Image
 from classbench.errors import UserError
 from classbench.models.base import Generation, GenerationRequest, Generator, ScoreRequest, Scores
 from classbench.models import hf_prefix
-from classbench.models.hf_adapters import ADAPTERS, Adapter, GENERIC
+from classbench.models import remote
+from classbench.models.hf_adapters import ADAPTERS, Adapter, GENERIC, load_checked
 from classbench.models.torch_utils import file_sha256, peak_gpu_gb, resolve_device
 
 DTYPES: dict[str, Any] = {"auto": "auto", "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -151,6 +152,9 @@ class HFVisionLanguageModel(Generator):
                 ids.update(value)
         return ids
 
+    def bounded(self, image: Image.Image) -> Image.Image:
+        return self._bounded(image)
+
     def _bounded(self, image: Image.Image) -> Image.Image:
         """Apply `--max-pixels` where the processor has no pixel budget of its own."""
         limit = self.max_pixels
@@ -183,7 +187,11 @@ def load_hf(name: str, options: dict[str, Any], device: str) -> HFVisionLanguage
     trust = bool(options.get("trust_remote_code", False))
     hub = {"revision": options["revision"]} if options.get("revision") else {}
     try:
+        remote.prepare(source, trust, hub)
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust, **hub)
+    except ImportError as error:
+        raise UserError(f"hf:{name}: its code needs a package that is not installed ({error}); "
+                        "install it (pip install 'classbench[hf]' brings those the published models need)") from None
     except ValueError as error:
         if "trust_remote_code" in str(error):
             raise UserError(f"hf:{name} ships its own model code; run it with --trust-remote-code "
@@ -203,7 +211,7 @@ def load_hf(name: str, options: dict[str, Any], device: str) -> HFVisionLanguage
     device_map = options.get("device_map")
     if device_map:
         load_kwargs["device_map"] = device_map
-    model, processor = adapter.load(source, load_kwargs)
+    model, processor, checks = load_checked(adapter, name, config.model_type, source, load_kwargs)
     if not device_map:
         model.to(target)
     model.eval()
@@ -225,6 +233,7 @@ def load_hf(name: str, options: dict[str, Any], device: str) -> HFVisionLanguage
         "max_pixels": options.get("max_pixels"),
         "image_processor": _image_settings(processor),
         "chat_template_sha256": _sha(_chat_template(processor)),
+        **checks,
     }
     return HFVisionLanguageModel(
         model_id=f"hf:{name}",
