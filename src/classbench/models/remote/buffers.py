@@ -31,12 +31,11 @@ _TOLERANCE = {torch.float32: (1.3e-6, 1e-5), torch.float64: (1e-7, 1e-7), torch.
 
 
 def non_persistent(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Every non-persistent buffer that holds a tensor, by its full name."""
+    """Every non-persistent buffer that holds a tensor, by its full name, in registration order."""
     found = {}
     for prefix, module in model.named_modules():
-        for name in module._non_persistent_buffers_set:
-            tensor = module._buffers.get(name)
-            if tensor is not None:
+        for name, tensor in module._buffers.items():
+            if name in module._non_persistent_buffers_set and tensor is not None:
                 found[f"{prefix}.{name}" if prefix else name] = tensor
     return found
 
