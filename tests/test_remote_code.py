@@ -241,3 +241,39 @@ def test_a_remote_model_that_cannot_load_says_so_in_one_line(models: Models) -> 
                            "--device", "cpu", "--no-progress", "--out", str(models.root / "runs/broken"))
     assert code == 2
     assert f"hf:{folder} (internvl_chat): failed to load" in error_line(err)
+
+
+def test_buffers_are_verified_in_the_dtype_the_model_is_loaded_in(models: Models) -> None:
+    """In bf16 InternLM2 computes its cos/sin caches in the default dtype and `inv_freq` in float32."""
+    model = load_model(f"hf:{models.folder('internvl_chat')}", {"trust_remote_code": True, "dtype": "bf16"},
+                       "cpu").model
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        reference = buffers.non_persistent(type(model)(model.config))
+    finally:
+        torch.set_default_dtype(previous)
+    loaded = buffers.non_persistent(model)
+    assert {tensor.dtype for tensor in loaded.values()} == {torch.bfloat16, torch.float32}
+    for name, tensor in loaded.items():
+        assert torch.equal(tensor, reference[name]), name
+
+
+def test_a_missing_package_is_named_in_one_line(models: Models) -> None:
+    folder = models.root / "internvl-without-einops"
+    folder.mkdir()
+    for path in models.folder("internvl_chat").iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    saved = sys.modules.get("einops")
+    sys.modules["einops"] = None  # type: ignore[assignment]  # `import einops` now fails, as when not installed
+    try:
+        with pytest.raises(UserError) as raised:
+            load_model(f"hf:{folder}", {"trust_remote_code": True}, "cpu")
+    finally:
+        if saved is None:
+            del sys.modules["einops"]
+        else:
+            sys.modules["einops"] = saved
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"hf:{folder} (internvl_chat): its code needs a package") and "einops" in message

@@ -78,11 +78,14 @@ _TOKENS: dict[str, _Family] = {
 
 
 def build_tiny_remote(model_type: str, folder: Path, *, words: Sequence[str] = (), rig: Rig | None = None,
-                      seed: int = 0, overrides: dict[str, Any] | None = None) -> Path:
+                      seed: int = 0, overrides: dict[str, Any] | None = None,
+                      phi3_clip_layers: int | None = PHI3_CLIP_LAYERS) -> Path:
     """Save a tiny random-weight `model_type` model, its code, tokenizer and processor into `folder`.
 
     `overrides` are merged into the saved config.json after the weights are built (a test uses one
-    to give the model a config its own code computes non-finite buffers from)."""
+    to give the model a config its own code computes non-finite buffers from). `phi3_clip_layers=None`
+    keeps Phi-3-vision's CLIP tower as published (24 layers, 300M parameters): a folder that loads in
+    any process, without :func:`shrink_phi3_clip`, at the cost of seconds per question on a CPU."""
     import torch
 
     root = remote_code_root()
@@ -100,7 +103,7 @@ def build_tiny_remote(model_type: str, folder: Path, *, words: Sequence[str] = (
     tokenizer = _train_tokenizer(family, all_words)
     config = _BUILDERS[model_type](folder, tokenizer)
     (folder / "config.json").write_text(json.dumps(config, indent=1))
-    model = _instantiate(folder, model_type)
+    model = _instantiate(folder, model_type, phi3_clip_layers)
     if rig is not None and rig.answer is not None:
         with torch.no_grad():
             _rig_answer(model, model_type, tokenizer, rig.answer)
@@ -122,24 +125,24 @@ def _auto_class(model_type: str) -> str:
     return "AutoModelForCausalLM" if model_type == "phi3_v" else "AutoModel"
 
 
-def _instantiate(folder: Path, model_type: str) -> Any:
+def _instantiate(folder: Path, model_type: str, phi3_clip_layers: int | None) -> Any:
     """The model class of the copied code, patched by classbench's layer, built from the config."""
     from transformers import AutoConfig
 
     from classbench.models import remote
 
     cls = remote.model_class(str(folder), _auto_class(model_type), {})
-    if model_type == "phi3_v":
-        shrink_phi3_clip(cls)
+    if model_type == "phi3_v" and phi3_clip_layers is not None:
+        shrink_phi3_clip(cls, phi3_clip_layers)
     config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
     return cls(config).eval()
 
 
-def shrink_phi3_clip(model_class: type) -> None:
+def shrink_phi3_clip(model_class: type, layers: int = PHI3_CLIP_LAYERS) -> None:
     """Lower the CLIP tower's layer count in the loaded Phi-3-vision code (see the module docstring)."""
     package = model_class.__module__.rsplit(".", 1)[0]
     embedding = sys.modules[f"{package}.image_embedding_phi3_v"]
-    embedding.CLIP_VIT_LARGE_PATCH14_336_CONFIG.num_hidden_layers = PHI3_CLIP_LAYERS
+    embedding.CLIP_VIT_LARGE_PATCH14_336_CONFIG.num_hidden_layers = layers
 
 
 def _save_weights(model: Any, folder: Path) -> None:

@@ -138,12 +138,20 @@ def load_checked(adapter: Adapter, name: str, model_type: str, source: str, kwar
         raise UserError(f"hf:{name} ({model_type}): failed to load ({type(error).__name__}: {_first_line(error)}). "
                         f"{_load_advice(model_type, trust)}") from None
     notes: dict[str, Any] = {"generation": dict(adapter.generation)}
-    if trust:
+    if trust and _runs_remote_code(model):
         from classbench.models.remote import buffers
 
         checked = buffers.non_persistent(model)
         notes["buffers"] = {"checked": sorted(checked), "recomputed": buffers.verify(model, f"hf:{name}")}
     return model, processor, notes
+
+
+def _runs_remote_code(model: Any) -> bool:
+    """Whether the model's class came from the checkpoint's own code (transformers imports it into its
+    `transformers_modules` package), rather than from transformers itself."""
+    from transformers.utils.hub import TRANSFORMERS_DYNAMIC_MODULE_NAME
+
+    return type(model).__module__.split(".", 1)[0] == TRANSFORMERS_DYNAMIC_MODULE_NAME
 
 
 def _first_line(error: Exception) -> str:
