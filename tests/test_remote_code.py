@@ -113,8 +113,8 @@ def error_line(stderr: str) -> str:
 
 def run(models: Models, model: Path, out: Path, *args: str) -> tuple[int, str]:
     return classbench("run", "--dataset", str(models.tree), "--model", f"hf:{model}", "--trust-remote-code",
-                      "--background", "clutter", "--device", "cpu", "--max-new-tokens", MAX_NEW_TOKENS, "--no-progress", "--out", str(out),
-                      *args)
+                      "--background", "clutter", "--device", "cpu", "--max-new-tokens", MAX_NEW_TOKENS,
+                      "--no-progress", "--out", str(out), *args)
 
 
 def stored(out: Path) -> tuple[list[tuple], dict[str, Any]]:

@@ -52,12 +52,14 @@ def skip_reason() -> str | None:
 
 
 _QWEN_CHAT = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 _PHI3_CHAT = (
     "{% for message in messages %}{{'<|' + message['role'] + '|>' + '\n' + message['content'] + '<|end|>\n' }}"
-    "{% endfor %}{% if add_generation_prompt and messages[-1]['role'] != 'assistant' %}{{- '<|assistant|>\n' -}}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt and messages[-1]['role'] != 'assistant' %}"
+    "{{- '<|assistant|>\n' -}}{% endif %}"
 )
 
 _TOKENS: dict[str, _Family] = {

@@ -2,12 +2,38 @@
 
 Three families of the published benchmark ship their modeling code inside their hub repositories:
 MiniCPM-V-2_6 (`minicpmv`), InternVL2 (`internvl_chat`) and Phi-3-vision (`phi3_v`). That code was
-written for transformers 4.4x and fails on 5.x in two ways: loudly (removed modules and methods)
-and silently (non-persistent buffers left uninitialised, see `buffers`). This package fixes the
-first per family, keyed by `config.model_type` (`FAMILIES`), never by the model's name, and checks
-the second for every remote-code model. The third-party files are never edited or shipped: the
-fixes restore APIs they call (`legacy`) or patch values on their classes after transformers
-imports them (`patch_class`), so the remote modules keep their classes and buffer names.
+written for transformers 4.3x-4.4x and fails on 5.x loudly (removed modules and methods) and
+silently (non-persistent buffers left uninitialised). This package fixes the first per family,
+keyed by `config.model_type` (`FAMILIES`), never by the model's name, and checks the second for
+every model whose class comes from remote code (`buffers`). The third-party files are never edited
+or shipped: the fixes restore the APIs they call (`legacy`) or patch their classes once transformers
+has imported them, so the remote modules keep their classes and buffer names.
+
+Every failure seen on transformers 5.24.0 / torch 2.14.1 (shared/remote-code/SOURCES.md), and its fix:
+
+- `transformers.modeling_attn_mask_utils` is gone (removed in 5.0; MiniCPM-V's SigLIP, Phi-3-vision):
+  `legacy.install_mask_utils` restores the two helpers they import, with 4.x semantics.
+- `NameError: List` in MiniCPM-V's resampler.py: it gets `List` from `from torch.nn.functional
+  import *`, which recent torch no longer provides: `legacy.install_functional_typing_names`.
+- `AttributeError: all_tied_weights_keys` (MiniCPM-V, InternVL2): since 5.0 that attribute is set in
+  `post_init()`, which `MiniCPMV` and `InternVLChatModel` never call: `_calls_post_init`.
+- Phi-3-vision's `DynamicCache.from_legacy_cache` / `get_usable_length` / `to_legacy_cache` /
+  `seen_tokens` (deprecated in 4.4x, removed in 5.0): `legacy.install_legacy_cache_api`.
+- InternLM2 has no `generate` (`PreTrainedModel` stopped inheriting `GenerationMixin` in 4.50) and
+  its attention indexes `past_key_value[0]` where 5.x `generate` passes a `Cache` (`IndexError`):
+  classbench does not call `generate` for these families; `decode.greedy` runs the model's forward
+  and feeds back the cache it returns (tuples for InternLM2).
+- MiniCPM-V's `chat(sampling=False)` is beam search (3 beams) with `repetition_penalty=1.2`:
+  `decode.greedy` decodes every family with one beam and no penalty (recorded in the settings).
+- Zeroed `resampler.pos_embed` (MiniCPM-V), garbage/NaN InternLM2 RoPE `inv_freq`/`cos_cached`/
+  `sin_cached`: 5.x loads on the meta device and fills non-persistent buffers with `empty_like`;
+  `buffers.verify` recomputes them from the model's own code or refuses the model.
+- InternVL2 needs `einops` and `timm`, its tokenizer `sentencepiece`: in the `hf` extra; a missing
+  package is one line naming it (`hf_adapters.load_checked`).
+- A list-valued `_tied_weights_keys` (InternLM2: `'list' object has no attribute 'keys'`) was not
+  reproduced on this path (InternVL2-2B does not tie its LLM's embeddings), so nothing patches it.
+
+The shims are additive and process-wide once installed: new names only, nothing native replaced.
 """
 
 from __future__ import annotations
@@ -31,8 +57,9 @@ class Family:
 
 def _calls_post_init(cls: type) -> None:
     """transformers 5 sets `all_tied_weights_keys` (and its other per-instance bookkeeping) in
-    `post_init()`, which every 5.x model calls at the end of `__init__`; MiniCPM-V's `MiniCPMV` never
-    calls it (4.x did not need it), so loading fails with `AttributeError: all_tied_weights_keys`."""
+    `post_init()`, which every 5.x model calls at the end of `__init__`; MiniCPM-V's `MiniCPMV` and
+    InternVL2's `InternVLChatModel` never call it (4.x did not need it), so loading fails with
+    `AttributeError: all_tied_weights_keys`. Their `__init__` now ends with that call."""
     if getattr(cls.__init__, "_classbench_post_init", False):
         return
     original = cls.__init__

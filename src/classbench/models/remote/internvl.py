@@ -74,7 +74,8 @@ def forward_for(backend: Any, image: Image.Image, question: str) -> decode.Forwa
 def stops(backend: Any) -> set[int]:
     """The template's separator ends a turn (`chat` sets it as eos), and so does the tokenizer's eos."""
     separator = _template(backend.model).sep.strip()
-    return decode.stop_ids(backend.tokenizer, getattr(backend.model.language_model, "generation_config", None), [separator])
+    config = getattr(backend.model.language_model, "generation_config", None)
+    return decode.stop_ids(backend.tokenizer, config, [separator])
 
 
 def generate(backend: Any, requests: Sequence[Any]) -> list[str]:

@@ -11,9 +11,9 @@ additive (new names; nothing native is replaced) and installed only by the famil
 - `DynamicCache.from_legacy_cache` / `to_legacy_cache` / `get_usable_length` / `get_max_length` /
   `seen_tokens` (deprecated in 4.4x, removed in 5.0): Phi-3-vision's decoder converts tuples to a
   cache and back on every forward.
-- `typing.List` reachable through `from torch.nn.functional import *` (torch no longer imports
-  `List` into `torch.nn.functional`): MiniCPM-V's resampler.py annotates with `List` and relies on
-  that star import for the name.
+- `typing.List` reachable through `from torch.nn.functional import *` (torch 2.14 no longer has
+  `List` in `torch.nn.functional`; the 2.x releases of 2024 did): MiniCPM-V's resampler.py
+  annotates with `List` and relies on that star import for the name.
 """
 
 from __future__ import annotations
