@@ -3,9 +3,12 @@
 MiniCPM-V-2_6 (`minicpmv`), InternVL2 (`internvl_chat`) and Phi-3-vision (`phi3_v`) ship their
 modeling code in their hub repositories. The code is kept, unchanged, in `shared/remote-code/`
 beside the repository (never in it); a builder copies a family's .py files into a folder, writes a
-config.json with `auto_map` at toy sizes, an offline byte-level BPE tokenizer with the family's
-special tokens, and the processor files, then instantiates the model class that code defines
-(through classbench's compatibility layer, as a user's load would) and saves random weights.
+config.json with `auto_map` at toy sizes, a tokenizer that works offline, and the processor files,
+then instantiates the model class that code defines (through classbench's compatibility layer, as
+a user's load would) and saves random weights. InternVL2 gets its own sentencepiece tokenizer
+(tokenization_internlm2.py) over a tiny trained vocabulary; MiniCPM-V (whose own is a Qwen2 BPE)
+and Phi-3-vision (a Llama sentencepiece one) get a byte-level BPE with their special tokens and
+chat templates, MiniCPM-V's through its own tokenizer class.
 
 One value differs from the published code: Phi-3-vision's image embedding builds a CLIP
 ViT-L/14-336 tower from a module-level config constant (24 layers of width 1024, 300M
@@ -23,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tinymodels.tiny_models import Rig, _Family, _train_tokenizer
+from tinymodels.tiny_models import Rig, _corpus, _Family, _train_tokenizer
 
 FAMILIES: dict[str, str] = {
     "minicpmv": "minicpm-v-2_6",
@@ -68,10 +71,6 @@ _TOKENS: dict[str, _Family] = {
                         "</slice>", "<image_id>", "</image_id>", "<ref>", "</ref>", "<box>", "</box>", "<quad>",
                         "</quad>", "<point>", "</point>"),
         pad="<|endoftext|>", eos="<|im_end|>", bos=None, add_bos=False, chat_template=_QWEN_CHAT),
-    "internvl_chat": _Family(
-        special_tokens=("<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>",
-                        "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>"),
-        pad="</s>", eos="<|im_end|>", bos="<s>", add_bos=True, chat_template=None),
     "phi3_v": _Family(
         special_tokens=("<unk>", "<s>", "</s>", "<|endoftext|>", "<|assistant|>", "<|system|>", "<|end|>", "<|user|>",
                         "<|image|>"),
@@ -98,11 +97,10 @@ def build_tiny_remote(model_type: str, folder: Path, *, words: Sequence[str] = (
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for source in (root / FAMILIES[model_type]).glob("*.py"):
-        shutil.copy(source, folder / source.name)
+        shutil.copyfile(source, folder / source.name)
     torch.manual_seed(seed)
-    family = _TOKENS[model_type]
     all_words = [w for phrase in words for w in str(phrase).split()] + (rig.words() if rig else [])
-    tokenizer = _train_tokenizer(family, all_words)
+    tokenizer = _TOKENIZERS.get(model_type, _bpe_tokenizer)(model_type, folder, all_words)
     config = _BUILDERS[model_type](folder, tokenizer)
     (folder / "config.json").write_text(json.dumps(config, indent=1))
     model = _instantiate(folder, model_type, phi3_clip_layers)
@@ -165,6 +163,33 @@ def _save_weights(model: Any, folder: Path) -> None:
     (folder / "config.json").write_text(json.dumps(config, indent=1))
 
 
+def _bpe_tokenizer(model_type: str, folder: Path, words: Sequence[str]) -> Any:
+    """A byte-level BPE with the family's special tokens (saved by the family's builder)."""
+    return _train_tokenizer(_TOKENS[model_type], words)
+
+
+def _internlm2_tokenizer(model_type: str, folder: Path, words: Sequence[str]) -> Any:
+    """InternVL2's own tokenizer (tokenization_internlm2.py, sentencepiece) over a tiny sentencepiece
+    model trained here, with the published tokenizer_config (its special tokens appended after the
+    tiny vocabulary instead of at their published ids 92538-92552)."""
+    import io
+
+    import sentencepiece
+    from transformers import AutoTokenizer
+
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(_corpus(words)), model_writer=model, vocab_size=400, model_type="bpe",
+        byte_fallback=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, character_coverage=1.0,
+        normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
+        minloglevel=2)
+    (folder / "tokenizer.model").write_bytes(model.getvalue())
+    published = json.loads((remote_code_root() / FAMILIES[model_type] / "tokenizer_config.finetune.json").read_text())
+    published.pop("added_tokens_decoder")
+    (folder / "tokenizer_config.json").write_text(json.dumps(published, indent=1))
+    return AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+
+
 def _save_tokenizer(tokenizer: Any, folder: Path, **config: Any) -> None:
     tokenizer.save_pretrained(folder)
     path = folder / "tokenizer_config.json"
@@ -205,7 +230,6 @@ def _minicpmv(folder: Path, tokenizer: Any) -> dict[str, Any]:
 def _internvl(folder: Path, tokenizer: Any) -> dict[str, Any]:
     """InternVL2 at toy sizes: InternViT (one layer, width 32, 56-pixel tiles → 4 image tokens) and
     InternLM2 (two layers, width 64) with the published dynamic-NTK RoPE and chat template."""
-    _save_tokenizer(tokenizer, folder, tokenizer_class="PreTrainedTokenizerFast")
     ids = tokenizer.convert_tokens_to_ids
     return {
         "architectures": ["InternVLChatModel"], "model_type": "internvl_chat",
@@ -268,6 +292,8 @@ def _phi3v(folder: Path, tokenizer: Any) -> dict[str, Any]:
 
 
 _BUILDERS = {"minicpmv": _minicpmv, "internvl_chat": _internvl, "phi3_v": _phi3v}
+_TOKENIZERS = {"internvl_chat": _internlm2_tokenizer}
+_END_OF_TURN = {"minicpmv": "<|im_end|>", "internvl_chat": "<|im_end|>", "phi3_v": "<|end|>"}
 
 
 def _rig_parts(model: Any, model_type: str) -> tuple[Any, Any, Any, list[Any], list[tuple[Any, str]]]:
@@ -295,7 +321,7 @@ def _rig_answer(model: Any, model_type: str, tokenizer: Any, answer: str) -> Non
     import torch
 
     embed, head, norm, outs, writers = _rig_parts(model, model_type)
-    eos = tokenizer.convert_tokens_to_ids(_TOKENS[model_type].eos)
+    eos = tokenizer.convert_tokens_to_ids(_END_OF_TURN[model_type])
     tokens = tokenizer.encode(answer, add_special_tokens=False)
     const = 0
     state = {token: 1 + i for i, token in enumerate(tokens)}
