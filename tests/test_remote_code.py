@@ -11,6 +11,7 @@ on Phi-3-vision's CLIP tower), the CLI through its own `main`.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import sqlite3
@@ -146,6 +147,8 @@ def test_closed_set_and_binary_run_end_to_end_alike_at_batch_sizes_1_and_8(model
     assert settings["generation"]["num_beams"] == 1 and settings["generation"]["repetition_penalty"] == 1.0
     assert settings["generation"]["do_sample"] is False
     assert set(settings["buffers"]["recomputed"]) <= set(settings["buffers"]["checked"])
+    if model_type == "phi3_v" and importlib.util.find_spec("flash_attn") is None:
+        assert settings["attn_implementation"] == "eager", "the published config asks for flash attention"
 
     out = models.root / f"runs/{model_type}-binary"
     code, err = run(models, folder, out, "--strategy", "binary", "--batch-size", "8")

@@ -108,9 +108,10 @@ def build_tiny_remote(model_type: str, folder: Path, *, words: Sequence[str] = (
         with torch.no_grad():
             _rig_answer(model, model_type, tokenizer, rig.answer)
     _save_weights(model, folder)
-    if overrides:
+    published = {**_AS_PUBLISHED.get(model_type, {}), **(overrides or {})}
+    if published:
         saved = json.loads((folder / "config.json").read_text())
-        (folder / "config.json").write_text(json.dumps(_merge(saved, overrides), indent=1))
+        (folder / "config.json").write_text(json.dumps(_merge(saved, published), indent=1))
     return folder
 
 
@@ -293,6 +294,10 @@ def _phi3v(folder: Path, tokenizer: Any) -> dict[str, Any]:
 
 _BUILDERS = {"minicpmv": _minicpmv, "internvl_chat": _internvl, "phi3_v": _phi3v}
 _TOKENIZERS = {"internvl_chat": _internlm2_tokenizer}
+_AS_PUBLISHED: dict[str, dict[str, Any]] = {"phi3_v": {"_attn_implementation": "flash_attention_2"}}
+"""Config values of the published checkpoint that cannot be used while building on this machine:
+Phi-3-vision's config asks for flash attention (classbench loads it with eager attention when
+`flash_attn` is not installed)."""
 _END_OF_TURN = {"minicpmv": "<|im_end|>", "internvl_chat": "<|im_end|>", "phi3_v": "<|end|>"}
 
 

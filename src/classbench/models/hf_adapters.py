@@ -99,7 +99,7 @@ def _load_remote(auto_name: str) -> Callable[[str, dict[str, Any]], tuple[Any, A
 
         from classbench.models import remote
 
-        kwargs = {**kwargs, "trust_remote_code": True}
+        kwargs = remote.attention(source, {**kwargs, "trust_remote_code": True})
         cls = remote.model_class(source, auto_name, _hub(kwargs))
         try:
             processor = transformers.AutoProcessor.from_pretrained(source, trust_remote_code=True, **_hub(kwargs))
@@ -132,8 +132,11 @@ def load_checked(adapter: Adapter, name: str, model_type: str, source: str, kwar
     except UserError:
         raise
     except ImportError as error:
-        raise UserError(f"hf:{name} ({model_type}): its code needs a package that is not installed ({error}). "
-                        "Install it (pip install 'classbench[hf]' brings those the published models need)") from None
+        advice = ("install flash-attn, or choose another attention with --attn-implementation eager"
+                  if "flash" in str(error).lower() else
+                  "install it (pip install 'classbench[hf]' brings those the published models need)")
+        raise UserError(f"hf:{name} ({model_type}): its code needs a package that is not installed "
+                        f"({_first_line(error)}); {advice}") from None
     except Exception as error:
         raise UserError(f"hf:{name} ({model_type}): failed to load ({type(error).__name__}: {_first_line(error)}). "
                         f"{_load_advice(model_type, trust)}") from None

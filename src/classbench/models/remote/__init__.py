@@ -28,6 +28,9 @@ Every failure seen on transformers 5.24.0 / torch 2.14.1 (shared/remote-code/SOU
 - Zeroed `resampler.pos_embed` (MiniCPM-V), garbage/NaN InternLM2 RoPE `inv_freq`/`cos_cached`/
   `sin_cached`: 5.x loads on the meta device and fills non-persistent buffers with `empty_like`;
   `buffers.verify` recomputes them from the model's own code or refuses the model.
+- "does not support Flash Attention 2 yet" (Phi-3-vision's published config asks for it): 5.x reads
+  `_supports_flash_attn` where 4.x code declares `_supports_flash_attn_2`: `_flash_attention_flag`;
+  without `flash_attn` installed such a checkpoint loads with eager attention (`attention`).
 - InternVL2 needs `einops` and `timm`, its tokenizer `sentencepiece`: in the `hf` extra; a missing
   package is one line naming it (`hf_adapters.load_checked`).
 - A list-valued `_tied_weights_keys` (InternLM2: `'list' object has no attribute 'keys'`) was not
@@ -38,7 +41,9 @@ The shims are additive and process-wide once installed: new names only, nothing 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib.util
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +58,25 @@ class Family:
     model_type: str
     imports: tuple[Callable[[], None], ...] = ()
     patches: tuple[Callable[[type], None], ...] = field(default_factory=tuple)
+
+
+def _remote_classes(cls: type) -> Iterator[type]:
+    """Every class defined in the modules of the checkpoint that defines `cls`."""
+    package = cls.__module__.rsplit(".", 1)[0]
+    for name, module in list(sys.modules.items()):
+        if module is not None and name.startswith(package + "."):
+            yield from (value for value in vars(module).values()
+                        if isinstance(value, type) and value.__module__ == name)
+
+
+def _flash_attention_flag(cls: type) -> None:
+    """transformers 5 asks a model class for `_supports_flash_attn`; 4.x code declares
+    `_supports_flash_attn_2`, so 5.x refuses flash attention for it ("does not support Flash
+    Attention 2 yet"), though Phi-3-vision's published config asks for it. The new flag takes the
+    value the class declares under the old name."""
+    for klass in _remote_classes(cls):
+        if "_supports_flash_attn_2" in vars(klass) and "_supports_flash_attn" not in vars(klass):
+            klass._supports_flash_attn = klass._supports_flash_attn_2
 
 
 def _calls_post_init(cls: type) -> None:
@@ -77,10 +101,11 @@ FAMILIES: dict[str, Family] = {
     "minicpmv": Family(
         "minicpmv",
         imports=(legacy.install_mask_utils, legacy.install_functional_typing_names),
-        patches=(_calls_post_init,),
+        patches=(_calls_post_init, _flash_attention_flag),
     ),
-    "internvl_chat": Family("internvl_chat", patches=(_calls_post_init,)),
-    "phi3_v": Family("phi3_v", imports=(legacy.install_mask_utils, legacy.install_legacy_cache_api)),
+    "internvl_chat": Family("internvl_chat", patches=(_calls_post_init, _flash_attention_flag)),
+    "phi3_v": Family("phi3_v", imports=(legacy.install_mask_utils, legacy.install_legacy_cache_api),
+                     patches=(_flash_attention_flag,)),
 }
 
 
@@ -116,3 +141,19 @@ def model_class(source: str, auto_name: str, hub: dict[str, Any]) -> type:
     for patch in family.patches if family else ():
         patch(cls)
     return cls
+
+
+def attention(source: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`from_pretrained` arguments with eager attention where the checkpoint's config asks for
+    flash_attention_2 (Phi-3-vision's does), the user chose none, and `flash_attn` is not installed:
+    the published model then loads as its model card tells users to load it without flash attention,
+    instead of failing. The choice is recorded in the run's settings (`attn_implementation`)."""
+    if kwargs.get("attn_implementation") or importlib.util.find_spec("flash_attn") is not None:
+        return kwargs
+    from transformers import PretrainedConfig
+
+    config, _ = PretrainedConfig.get_config_dict(source, **({"revision": kwargs["revision"]}
+                                                             if kwargs.get("revision") else {}))
+    if config.get("_attn_implementation") == "flash_attention_2":
+        return {**kwargs, "attn_implementation": "eager"}
+    return kwargs
