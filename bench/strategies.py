@@ -31,10 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the
 from classbench.batching import answers_at
 from classbench.datasets import Sample
 from classbench.models.base import ScoreRequest
-from classbench.models.hf_vlm import load_hf
+from classbench.models import load_model
 from classbench.strategies.base import Context
-from classbench.strategies.binary import Binary
-from classbench.strategies.closed_set import ClosedSet
+from classbench.strategies.binary import Binary, BinarySettings
+from classbench.strategies.binary_shared import SharedPrefixBinary
+from classbench.strategies.closed_set import ClosedSet, ClosedSetSettings
 from tinymodels.full_forward import score_full_forward
 from tinymodels.tiny_models import Rig, build_tiny_vlm, make_rgb_images
 
@@ -73,17 +74,16 @@ def likelihood(model, samples) -> tuple[float, float]:
     return full_rate, shared_rate
 
 
+def _maker(strategy: type, model, settings) -> Callable[[int], object]:
+    return lambda size: strategy(model, settings, Context(classes=CLASSES, background="clutter", seed=0,
+                                                          batch_size=size))
+
+
 def binary(model, samples, batch_size: int) -> tuple[float, float]:
-    context = Context(classes=CLASSES, background="clutter", seed=0, options={}, batch_size=batch_size)
-
-    class Sequential(Binary):
-        def __init__(self, model, context) -> None:
-            super().__init__(model, context)
-            self.share_prefix = False
-
-    answers_at(Binary, model, context, samples[:1], batch_size)
-    seq_rate, seq = _rate(len(samples), lambda: answers_at(Sequential, model, context, samples, batch_size))
-    shared_rate, shared = _rate(len(samples), lambda: answers_at(Binary, model, context, samples, batch_size))
+    sequential, shared_prefix = (_maker(cls, model, BinarySettings()) for cls in (Binary, SharedPrefixBinary))
+    answers_at(shared_prefix, samples[:1], batch_size)
+    seq_rate, seq = _rate(len(samples), lambda: answers_at(sequential, samples, batch_size))
+    shared_rate, shared = _rate(len(samples), lambda: answers_at(shared_prefix, samples, batch_size))
     asked = sum(key != "(prediction)" for _, key in seq)
     print(f"  binary: round by round {seq_rate:.2f} img/s, shared prefix {shared_rate:.2f} img/s "
           f"→ {shared_rate / seq_rate:.1f}x; same answers and predictions: {seq == shared} "
@@ -94,10 +94,10 @@ def binary(model, samples, batch_size: int) -> tuple[float, float]:
 
 
 def closed_set(model, samples) -> tuple[float, float]:
-    context = Context(classes=CLASSES, background="clutter", seed=0, options={}, max_new_tokens=10)
-    answers_at(ClosedSet, model, context, samples[:2], 2)
-    one_rate, one = _rate(len(samples), lambda: answers_at(ClosedSet, model, context, samples, 1))
-    eight_rate, eight = _rate(len(samples), lambda: answers_at(ClosedSet, model, context, samples, 8))
+    make = _maker(ClosedSet, model, ClosedSetSettings(max_new_tokens=10))
+    answers_at(make, samples[:2], 2)
+    one_rate, one = _rate(len(samples), lambda: answers_at(make, samples, 1))
+    eight_rate, eight = _rate(len(samples), lambda: answers_at(make, samples, 8))
     print(f"  closed-set: batch 1 {one_rate:.2f} img/s, batch 8 {eight_rate:.2f} img/s "
           f"→ {eight_rate / one_rate:.1f}x; same answers and predictions: {one == eight}")
     if one != eight:
@@ -120,13 +120,13 @@ def main() -> None:
         for arch in ARCHS:
             print(f"{arch} (tiny, random weights, {len(CLASSES)} classes, {len(samples)} images, "
                   f"{torch.get_num_threads()} threads)")
-            model = load_hf(str(build_tiny_vlm(arch, Path(root) / arch, words=words)), {}, "cpu")
+            model = load_model(f"hf:{build_tiny_vlm(arch, Path(root) / arch, words=words)}", {}, "cpu")
             low, high = likelihood(model, samples)
             ratios["likelihood"].append(high / low)
             low, high = closed_set(model, samples)
             ratios["closed-set"].append(high / low)
-            rigged = load_hf(str(build_tiny_vlm(arch, Path(root) / f"{arch}-yes", words=words,
-                                                rig=Rig(yes_if=YES_TO))), {}, "cpu")
+            rigged = load_model(f"hf:{build_tiny_vlm(arch, Path(root) / f'{arch}-yes', words=words, rig=Rig(yes_if=YES_TO))}",
+                                {}, "cpu")
             low, high = binary(rigged, samples, batch_size=8)
             ratios["binary"].append(high / low)
     mean = {name: math.exp(sum(map(math.log, values)) / len(values)) for name, values in ratios.items()}

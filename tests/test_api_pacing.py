@@ -100,14 +100,19 @@ def test_the_leaderboard_shows_cost_only_when_a_run_was_priced() -> None:
 
 
 def test_api_settings_never_change_a_runs_identity() -> None:
-    plain = RunSpec(dataset="/tmp/photos", model="openai:gpt-4o", strategy="closed-set")
-    tuned = plain.model_copy(update=dict(base_url=["http://a:8000/v1", "http://b:8000/v1"], concurrency=64, rpm=500,
-                                         timeout_s=5, max_retries=2, price_in=1, price_out=2, max_cost=10,
-                                         api_key_env="MY_KEY"))
+    plain = RunSpec.from_flat(dataset="/tmp/photos", model="openai:gpt-4o", strategy="closed-set")
+    tuned = RunSpec.from_flat(dataset="/tmp/photos", model="openai:gpt-4o", strategy="closed-set",
+                              base_url=["http://a:8000/v1", "http://b:8000/v1"], concurrency=64, rpm=500, timeout_s=5,
+                              max_retries=2, price_in=1, price_out=2, max_cost=10, api_key_env="MY_KEY",
+                              options={"backoff_s": 0.1})
     assert plain.identity_hash() == tuned.identity_hash()
-    assert RunSpec(dataset="/tmp/photos", model="openai:x", base_url="http://a/v1").base_url == ["http://a/v1"]
-    assert tuned.model_options()["base_url"] == ["http://a:8000/v1", "http://b:8000/v1"]
-    assert "max_cost" not in tuned.model_options()
+    one = RunSpec.from_flat(dataset="/tmp/photos", model="openai:x", base_url="http://a/v1")
+    assert one.model.settings["base_url"] == ["http://a/v1"]
+    assert tuned.model_settings().base_url == ["http://a:8000/v1", "http://b:8000/v1"]
+    assert tuned.runtime.max_cost == 10 and "max_cost" not in tuned.model.settings
+    sampled = RunSpec.from_flat(dataset="/tmp/photos", model="openai:gpt-4o", strategy="closed-set",
+                                options={"temperature": 0.7})
+    assert sampled.identity_hash() != plain.identity_hash()  # sampling settings do change answers
 
 
 def test_top_logprobs_of_the_first_answer_token_are_read() -> None:

@@ -66,12 +66,21 @@ def test_config_run_report_and_csv(tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
     config.write_text(f"dataset: {tree}\nmodel: efficientnet-lite0\nper-class: 2\nout: {tmp_path / 'run'}\n"
                       "shuffles: 3\n")
+    refused = classbench("run", "--config", str(config), "--no-progress")
+    assert refused.returncode == 2 and "unknown setting 'shuffles'" in refused.stderr
+    assert "--strategy direct (settings: label_map, map_threshold)" in refused.stderr
+    config.write_text(f"dataset: {tree}\nmodel: efficientnet-lite0\nper-class: 2\nout: {tmp_path / 'run'}\n")
     done = classbench("run", "--config", str(config), "--no-progress")
     assert done.returncode == 0, done.stderr
-    assert "note: --shuffles has no effect with --strategy direct" in done.stderr
     assert f"run folder: {tmp_path / 'run'}" in done.stdout
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["n_images"] == 6 and metrics["spec"]["per_class"] == 2
+    assert metrics["n_images"] == 6 and metrics["spec"]["sample"]["per_class"] == 2
+    nested = tmp_path / "nested.yaml"
+    nested.write_text(f"dataset: {{source: {tree}}}\nsample: {{per_class: 2}}\n"
+                      "model: {name: efficientnet-lite0}\nstrategy: {name: direct, settings: {map_threshold: 0.5}}\n"
+                      "runtime: {batch_size: 3}\n")
+    again = classbench("run", "--config", str(nested), "--out", str(tmp_path / "run"), "--no-progress")
+    assert again.returncode == 0 and "resuming" in again.stderr, "the nested form is the same run"
     report = classbench("report", str(tmp_path / "run"))
     lines = report.stdout.strip().splitlines()
     assert lines[0] == "| model | strategy | macro avg F1 | weighted avg F1 | accuracy | GPU (GB) | Speed (it/s) |"
@@ -104,7 +113,14 @@ def test_an_option_nothing_reads_is_refused(tmp_path: Path) -> None:
     done = classbench("run", "--dataset", str(tree), "--model", "efficientnet-lite0", "-o", "dtyp=fp16",
                       "--out", str(tmp_path / "o"))
     assert done.returncode == 2
-    assert "--option dtyp: not a setting of efficientnet-lite0 models or the direct strategy" in done.stderr
+    assert "unknown setting 'dtyp'" in done.stderr and "--model efficientnet-lite0 (settings: none)" in done.stderr
     done = classbench("run", "--dataset", str(tree), "--model", "efficientnet-lite0", "--strategy", "probe",
                       "-o", "C=0.5", "-o", "templates=x", "--out", str(tmp_path / "o"))
-    assert done.returncode == 2 and "--option templates" in done.stderr and "they accept: C" in done.stderr
+    assert done.returncode == 2 and "unknown setting 'templates'" in done.stderr
+    assert "--strategy probe (settings: C)" in done.stderr
+    done = classbench("run", "--dataset", str(tree), "--model", "efficientnet-lite0", "--dtype", "bf16",
+                      "--out", str(tmp_path / "o"))
+    assert done.returncode == 2 and "unknown setting 'dtype'" in done.stderr, "a backend flag it ignores is an error"
+    done = classbench("run", "--dataset", str(tree), "--model", "efficientnet-lite0", "--strategy", "probe",
+                      "-o", "C=-1", "--out", str(tmp_path / "o"))
+    assert done.returncode == 2 and "bad value for 'C'" in done.stderr and "greater than 0" in done.stderr

@@ -81,7 +81,7 @@ def test_templates_from_a_file_change_the_embeddings_and_a_bad_one_is_refused(tm
 def test_zero_shot_run_end_to_end_lands_in_the_leaderboard(kind: str, tmp_path: Path) -> None:
     tree = colour_tree(tmp_path / "colours", per_class=3)
     out = tmp_path / "run"
-    spec = RunSpec(dataset=str(tree), model=f"clip:{tiny_model_folder(kind)}", strategy="direct", batch_size=4)
+    spec = RunSpec.from_flat(dataset=str(tree), model=f"clip:{tiny_model_folder(kind)}", strategy="direct", batch_size=4)
     result = runner.run(spec, out, log=lambda _: None)
     assert (result.asked, result.total) == (9, 9)
     store = Store.open_existing(out)

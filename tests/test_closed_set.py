@@ -102,7 +102,7 @@ def test_a_custom_prompt_template_is_what_the_model_is_asked(tmp_path: Path) -> 
 
 def test_model_errors_fail_the_image_and_the_next_run_asks_only_what_failed(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from classbench.models import hf_vlm
+    from classbench.models import hf_backend as hf_vlm
     from classbench.models.base import Generation
 
     tree = image_tree(tmp_path / "tree")
@@ -172,7 +172,7 @@ def test_kill_9_between_shuffles_resumes_with_the_next_shuffle(tmp_path: Path) -
     from classbench.spec import RunSpec
 
     logged: list[str] = []
-    spec = RunSpec(dataset=str(tree), model=f"hf:{model}", strategy="closed-set", shuffles=3, background="clutter",
+    spec = RunSpec.from_flat(dataset=str(tree), model=f"hf:{model}", strategy="closed-set", shuffles=3, background="clutter",
                    batch_size=1, seed=5, device="cpu", max_new_tokens=3)
     result = runner.run(spec, killed_out, log=logged.append, check_batching=True)
     assert result.resumed and any("gave the same" in line for line in logged), logged

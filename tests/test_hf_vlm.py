@@ -9,16 +9,14 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from vlm_fixtures import CLASSES, arch_params, backend, model_folder  # noqa: E402
+from vlm_fixtures import CLASSES, arch_params, backend, model_folder, strategy_at  # noqa: E402
 
 from classbench.batching import answers_at  # noqa: E402
 from classbench.datasets import Sample  # noqa: E402
 from classbench.errors import UserError  # noqa: E402
 from classbench.models import load_model  # noqa: E402
 from classbench.models.base import GenerationRequest  # noqa: E402
-from classbench.strategies.base import Context  # noqa: E402
 from classbench.strategies.binary import Binary  # noqa: E402
-from classbench.strategies.closed_set import ClosedSet  # noqa: E402
 from tinymodels.tiny_models import make_rgb_images  # noqa: E402
 
 
@@ -35,16 +33,16 @@ def test_every_architecture_loads_and_answers_alike_at_batch_sizes_1_and_8(arch:
     assert model.settings["image_processor"], "the processor's image settings are provenance"
     images = _images(2)
     samples = [(Sample(f"img{i}.png", CLASSES[i]), image) for i, image in enumerate(images)]
-    context = Context(classes=list(CLASSES), background="clutter", seed=0, options={}, shuffles=2, max_new_tokens=3)
-    one, eight = (answers_at(ClosedSet, model, context, samples, size) for size in (1, 8))
+    make = strategy_at("closed-set", model, CLASSES, shuffles=2, max_new_tokens=3)
+    one, eight = (answers_at(make, samples, size) for size in (1, 8))
     assert one == eight
     assert sum(key != "(prediction)" for _, key in one) == 2 * len(samples)
 
 
 def test_binary_rounds_answer_alike_at_batch_sizes_1_and_8() -> None:
     samples = [(Sample(f"img{i}.png", CLASSES[i]), image) for i, image in enumerate(_images(3))]
-    context = Context(classes=list(CLASSES), background="clutter", seed=0, options={}, max_new_tokens=3)
-    one, eight = (answers_at(Binary, backend("qwen2_vl"), context, samples, size) for size in (1, 8))
+    make = strategy_at(Binary, backend("qwen2_vl"), CLASSES, max_new_tokens=3)
+    one, eight = (answers_at(make, samples, size) for size in (1, 8))
     assert one == eight
 
 
@@ -75,7 +73,7 @@ def test_max_pixels_bounds_qwen_in_its_processor_and_others_before_it() -> None:
     assert qwen.settings["image_processor"]["size"]["longest_edge"] == 28 * 28 * 2
     assert qwen.generate(request)[0].tokens_in < backend("qwen2_vl").generate(request)[0].tokens_in
     llava = backend("llava", max_pixels=1000)
-    bounded = llava._bounded(image)
+    bounded = llava.bounded(image)
     assert bounded.size[0] * bounded.size[1] <= 1000
     assert abs(bounded.size[0] / bounded.size[1] - 1.5) < 0.1
     assert llava.generate(request)[0].error is None
@@ -97,7 +95,7 @@ def test_paligemma_is_served_without_a_chat_template() -> None:
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"dtype": "fp8"}, "--dtype"),
+    ({"dtype": "fp8"}, "bad value for .dtype.*auto"),
 ])
 def test_bad_options_are_user_errors(options: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):

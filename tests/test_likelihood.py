@@ -14,17 +14,18 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from vlm_fixtures import arch_params, backend, image_tree, model_folder, questions, read_predictions, run  # noqa: E402
+from vlm_fixtures import (arch_params, backend, image_tree, model_folder, questions, read_predictions, run,  # noqa: E402
+                          strategy_at)
 
 from classbench.batching import answers_at  # noqa: E402
 from classbench.datasets import Sample, open_dataset  # noqa: E402
-from classbench.metrics import expected_calibration_error  # noqa: E402
+from classbench.calibration import expected_calibration_error  # noqa: E402
 from classbench.models.base import ScoreRequest  # noqa: E402
 from classbench.models import hf_prefix  # noqa: E402
 from classbench.models.hf_prefix import answer_ids  # noqa: E402
-from classbench.store import Prediction  # noqa: E402
-from classbench.strategies.base import Context  # noqa: E402
+from classbench.records import Prediction  # noqa: E402
 from classbench.strategies.binary import Binary  # noqa: E402
+from classbench.strategies.binary_shared import SharedPrefixBinary  # noqa: E402
 from tinymodels.full_forward import score_full_forward  # noqa: E402
 from tinymodels.tiny_models import Rig, make_rgb_images  # noqa: E402
 
@@ -104,7 +105,8 @@ def test_mean_per_token_and_calibration_change_the_score_as_documented(tmp_path:
     tree = image_tree(tmp_path / "tree")
     plain = run(tree, tmp_path / "plain", model_folder("llava"), "likelihood")
     mean = run(tree, tmp_path / "mean", model_folder("llava"), "likelihood", score_norm="mean", calibrate=True)
-    assert plain["spec"]["score_norm"] == "sum" and mean["spec"]["calibrate"] is True
+    assert plain["spec"]["strategy"]["settings"]["score_norm"] == "sum"
+    assert mean["spec"]["strategy"]["settings"]["calibrate"] is True
     db = sqlite3.connect(tmp_path / "mean" / "run.sqlite")
     blank = np.array(json.loads(db.execute("SELECT value FROM meta WHERE key = 'strategy'").fetchone()[0])
                      ["calibration"]["logprob"])
@@ -127,23 +129,16 @@ def test_binary_over_shared_prefixes_equals_round_by_round_binary(arch: str,
     class (so asking stops part-way); images of several sizes, so prefixes are padded; questions in
     one wave and (with WAVE_ROWS 1) in waves of half the questions left."""
     samples = [(Sample(f"img{i}.png", "cat"), image) for i, image in enumerate(_images(3))]
-    context = Context(classes=["cat", "dog", "car", "teddy bear", "clutter"], background="clutter", seed=0,
-                      options={}, max_new_tokens=3, batch_size=8)
+    classes = ["cat", "dog", "car", "teddy bear", "clutter"]
     for model in (backend(arch), backend(arch, Rig(yes_if="car"))):
-        sequential = answers_at(_RoundByRound, model, context, samples, 8)
+        sequential = answers_at(strategy_at(Binary, model, classes, max_new_tokens=3), samples, 8)
         for wave_rows in (hf_prefix.WAVE_ROWS, 1):
             monkeypatch.setattr(hf_prefix, "WAVE_ROWS", wave_rows)
-            shared = answers_at(Binary, model, context, samples, 8)
+            shared = answers_at(strategy_at(SharedPrefixBinary, model, classes, max_new_tokens=3), samples, 8)
             assert shared == sequential
     assert sum(key != "(prediction)" for _, key in shared) < 4 * len(samples), "the rig stops before the end"
     shares = hf_prefix._plan(backend(arch), [(image, ["Is the cat here?", "Is the dog here?"]) for _, image in samples])
     assert (shares is not None) == backend(arch).adapter.shared_prefix, "prefix-LMs (PaliGemma) ask plainly"
-
-
-class _RoundByRound(Binary):
-    def __init__(self, model, context) -> None:  # noqa: ANN001
-        super().__init__(model, context)
-        self.share_prefix = False
 
 
 def test_expected_calibration_error_on_a_hand_computed_case() -> None:

@@ -47,7 +47,7 @@ class _StopAfter(runner.Progress):
 
 def test_probe_is_saved_reused_on_resume_and_predicts_like_an_uninterrupted_run(tmp_path: Path) -> None:
     tree = colour_tree(tmp_path / "tree", per_class=7)
-    spec = RunSpec(dataset=str(tree), model=f"clip:{tiny_model_folder('clip')}", strategy="probe", shots=3,
+    spec = RunSpec.from_flat(dataset=str(tree), model=f"clip:{tiny_model_folder('clip')}", strategy="probe", shots=3,
                    batch_size=3)
     out = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
@@ -77,7 +77,7 @@ def test_probe_is_saved_reused_on_resume_and_predicts_like_an_uninterrupted_run(
 def test_unreadable_shot_is_skipped_and_noted_and_two_classes_work(tmp_path: Path) -> None:
     tree = colour_tree(tmp_path / "tree", per_class=5)
     dataset = open_dataset(str(tree))
-    spec = RunSpec(dataset=str(tree), model=f"clip:{tiny_model_folder('clip')}", strategy="probe", classes=2,
+    spec = RunSpec.from_flat(dataset=str(tree), model=f"clip:{tiny_model_folder('clip')}", strategy="probe", classes=2,
                    shots=2, batch_size=4)
     broken = select(dataset, n_classes=2, seed=0, shots=2).shots[0]
     (tree / broken.id).write_bytes(b"not an image")
@@ -96,7 +96,7 @@ def test_unreadable_shot_is_skipped_and_noted_and_two_classes_work(tmp_path: Pat
 
 def test_probe_without_shots_is_refused(tmp_path: Path) -> None:
     tree = colour_tree(tmp_path / "tree", per_class=2)
-    spec = RunSpec(dataset=str(tree), model=f"clip:{tiny_model_folder('clip')}", strategy="probe", shots=0)
+    spec = RunSpec.from_flat(dataset=str(tree), model=f"clip:{tiny_model_folder('clip')}", strategy="probe", shots=0)
     with pytest.raises(UserError, match="--shots K"):
         runner.run(spec, tmp_path / "run", log=lambda _: None)
 
@@ -106,7 +106,7 @@ def test_efficientnet_probe_beats_its_zero_shot_label_mapping_on_fashion_mnist(t
     """Real weights, real check: 5 shots per class against the ImageNet label mapping, same images."""
     summaries = {}
     for strategy in ("direct", "probe"):
-        spec = RunSpec(dataset=str(demo_dataset()), model="efficientnet-lite0", strategy=strategy, shots=5,
+        spec = RunSpec.from_flat(dataset=str(demo_dataset()), model="efficientnet-lite0", strategy=strategy, shots=5,
                        per_class=5, batch_size=25)
         runner.run(spec, tmp_path / strategy, log=lambda _: None)
         store = Store.open_existing(tmp_path / strategy)
@@ -130,7 +130,7 @@ def test_a_saved_probe_is_never_overwritten_by_a_changed_model(tmp_path: Path) -
 
     tree = colour_tree(tmp_path / "tree", per_class=4)
     folder = build_tiny_clip(tmp_path / "model", seed=0)
-    spec = RunSpec(dataset=str(tree), model=f"clip:{folder}", strategy="probe", shots=2, batch_size=2)
+    spec = RunSpec.from_flat(dataset=str(tree), model=f"clip:{folder}", strategy="probe", shots=2, batch_size=2)
     with pytest.raises(KeyboardInterrupt):
         runner.run(spec, tmp_path / "run", progress=_StopAfter(1), log=lambda _: None)
     saved = (tmp_path / "run" / "probe.npz").read_bytes()

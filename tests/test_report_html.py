@@ -121,7 +121,8 @@ def test_the_gallery_says_why_when_the_dataset_is_gone(tmp_path_factory: pytest.
     shutil.copytree(runs.points[5], moved)
     store = Store.open_existing(moved)
     try:
-        store.set_meta({"spec": {**store.meta("spec"), "dataset": str(moved / "gone")}})
+        spec = store.meta("spec")
+        store.set_meta({"spec": {**spec, "dataset": {**spec["dataset"], "source": str(moved / "gone")}}})
         wrong = [p for p in store.predictions() if p.prediction != p.label]
     finally:
         store.close()

@@ -42,7 +42,7 @@ class CrashOnce(runner.ModelPool):
 def test_a_crash_halfway_through_a_chunk_counts_each_image_once(tmp_path: Path) -> None:
     tree = image_tree(tmp_path / "tree", per_class=2)
     # Chunks and calls of 3 questions: the second call crashes after the first 3 images are decided.
-    spec = RunSpec(dataset=str(tree), model=f"hf:{model_folder('llava', Rig(answer='cat'))}", strategy="closed-set",
+    spec = RunSpec.from_flat(dataset=str(tree), model=f"hf:{model_folder('llava', Rig(answer='cat'))}", strategy="closed-set",
                    shuffles=1, batch_size=3, device="cpu")
     models = CrashOnce()
     try:
@@ -65,7 +65,8 @@ def test_a_crash_halfway_through_a_chunk_counts_each_image_once(tmp_path: Path) 
 @pytest.mark.parametrize("strategy", ["binary", "closed-set"])
 def test_an_images_latency_is_the_sum_of_its_questions(tmp_path: Path, strategy: str) -> None:
     tree = image_tree(tmp_path / "tree", per_class=1)
-    run(tree, tmp_path / "out", model_folder("qwen2_vl", Rig(yes_if="car")), strategy, shuffles=2, batch_size=4)
+    settings = {"shuffles": 2} if strategy == "closed-set" else {}
+    run(tree, tmp_path / "out", model_folder("qwen2_vl", Rig(yes_if="car")), strategy, batch_size=4, **settings)
     with sqlite3.connect(tmp_path / "out" / "run.sqlite") as db:
         per_image = dict(db.execute("SELECT image, SUM(latency_s) FROM questions GROUP BY image"))
         recorded = dict(db.execute("SELECT image, latency_s FROM predictions"))

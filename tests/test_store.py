@@ -15,7 +15,7 @@ SAMPLES = [Sample("a/1.jpg", "a"), Sample("b/1.jpg", "b")]
 
 
 def fresh(tmp_path: Path) -> tuple[Store, dict]:
-    identity = RunSpec(dataset=str(tmp_path), model="efficientnet-lite0").identity()
+    identity = RunSpec.from_flat(dataset=str(tmp_path), model="efficientnet-lite0").identity()
     store = Store(tmp_path / "run.sqlite")
     assert store.begin_or_resume(identity, SAMPLES, {"classes": ["a", "b"]}) is False
     return store, identity
@@ -26,15 +26,18 @@ def test_resume_accepts_same_spec_and_refuses_other_data(tmp_path: Path) -> None
     assert store.begin_or_resume(identity, SAMPLES, {}) is True
     with pytest.raises(UserError, match="images changed"):
         store.begin_or_resume(identity, SAMPLES[:1], {})
-    with pytest.raises(UserError, match="seed: 0 → 5"):
-        store.begin_or_resume({**identity, "seed": 5}, SAMPLES, {})
+    with pytest.raises(UserError, match="sample.seed: 0 → 5"):
+        store.begin_or_resume({**identity, "sample": {**identity["sample"], "seed": 5}}, SAMPLES, {})
 
 
 def test_a_setting_added_later_with_its_default_is_no_difference(tmp_path: Path) -> None:
-    current = RunSpec(dataset=str(tmp_path), model="m").identity()
-    older = {key: value for key, value in current.items() if key != "map_threshold"}
+    current = RunSpec.from_flat(dataset=str(tmp_path), model="efficientnet-lite0").identity()
+    strategy = current["strategy"]
+    older = {**current, "strategy": {**strategy, "settings": {k: v for k, v in strategy["settings"].items()
+                                                              if k != "map_threshold"}}}
     assert identity_differences(older, current) == []
-    assert identity_differences(older, {**current, "map_threshold": 0.9}) == ["map_threshold: 0.5 → 0.9"]
+    changed = {**current, "strategy": {**strategy, "settings": {**strategy["settings"], "map_threshold": 0.9}}}
+    assert identity_differences(older, changed) == ["strategy.settings.map_threshold: 0.5 → 0.9"]
 
 
 def test_failed_questions_are_asked_again_and_replaced(tmp_path: Path) -> None:

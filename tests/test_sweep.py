@@ -58,7 +58,7 @@ def test_points_are_nested_with_the_same_images_per_class(runs: Runs) -> None:
         assert set(small.meta("classes")) < set(large.meta("classes"))
         in_small = set(small.samples())
         assert in_small == {sample for sample in large.samples() if sample[1] in small.meta("classes")}
-        assert small.meta("spec")["classes"] == SIZES[0] and large.meta("spec")["classes"] == SIZES[1]
+        assert small.meta("spec")["sample"]["classes"] == SIZES[0] and large.meta("spec")["sample"]["classes"] == SIZES[1]
     finally:
         small.close()
         large.close()
@@ -106,10 +106,10 @@ def test_sweep_takes_every_setting_of_run() -> None:
 
 
 def test_plan_lays_out_one_folder_per_model_strategy_and_size(tmp_path: Path) -> None:
-    bases = [RunSpec(dataset=str(tmp_path), model=model, strategy=strategy)
+    bases = [RunSpec.from_flat(dataset=str(tmp_path), model=model, strategy=strategy)
              for model in ("hf:Qwen/Qwen2-VL-7B-Instruct", "efficientnet-lite0") for strategy in ("closed-set", "binary")]
     points = sweeping.plan(bases, [10, 25], tmp_path / "out")
-    assert [(p.spec.model, p.spec.strategy, p.spec.classes) for p in points][:3] == [
+    assert [(p.spec.model.name, p.spec.strategy.name, p.spec.sample.classes) for p in points][:3] == [
         ("hf:Qwen/Qwen2-VL-7B-Instruct", "closed-set", 10), ("hf:Qwen/Qwen2-VL-7B-Instruct", "closed-set", 25),
         ("hf:Qwen/Qwen2-VL-7B-Instruct", "binary", 10)]
     assert points[1].folder == tmp_path / "out" / "hf-Qwen-Qwen2-VL-7B-Instruct-closed-set" / "n25"

@@ -47,12 +47,31 @@ def model_folder(arch: str, rig: Rig | None = None) -> Path:
 
 
 def backend(arch: str, rig: Rig | None = None, **options: Any) -> Any:
-    from classbench.models.hf_vlm import load_hf
+    from classbench.models import load_model
 
     key = (arch, rig, tuple(sorted(options.items())))
     if key not in _backends:
-        _backends[key] = load_hf(str(model_folder(arch, rig)), options, "cpu")
+        _backends[key] = load_model(f"hf:{model_folder(arch, rig)}", options, "cpu")
     return _backends[key]
+
+
+def strategy_at(strategy: str | type, model: Any, classes: Sequence[str], background: str | None = "clutter",
+                **settings: Any) -> Any:
+    """A maker of the strategy at a batch size (for `batching.answers_at`): by registry name (the
+    implementation the model can serve) or one implementation class."""
+    from classbench import strategies
+    from classbench.strategies.base import Context
+
+    name = strategy if isinstance(strategy, str) else strategy.name
+    values = strategies.settings_class(name)(**settings)
+
+    def make(batch_size: int) -> Any:
+        context = Context(classes=list(classes), background=background, seed=0, batch_size=batch_size)
+        if isinstance(strategy, str):
+            return strategies.build(name, model, values, context)
+        return strategy(model, values, context)
+
+    return make
 
 
 def image_tree(folder: Path, per_class: int = 1, sizes: Sequence[tuple[int, int]] = ((64, 48), (40, 56))) -> Path:
@@ -96,7 +115,7 @@ def run(tree: Path, out: Path, model: Path, strategy: str, **settings: Any) -> d
     from classbench.spec import RunSpec
     from classbench.store import Store
 
-    spec = RunSpec(dataset=str(tree), model=f"hf:{model}", strategy=strategy, device="cpu", **settings)
+    spec = RunSpec.from_flat(dataset=str(tree), model=f"hf:{model}", strategy=strategy, device="cpu", **settings)
     runner.run(spec, out, log=lambda message: None)
     store = Store.open_existing(out)
     try:

@@ -9,21 +9,23 @@ the model. A few images are asked both ways, in memory, before the long run; not
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 from classbench.datasets import Dataset, Sample
 from classbench.errors import ImageLoadError
-from classbench.models.base import Backend
-from classbench.strategies.base import Context, Item
+from classbench.strategies.base import Item, Strategy
 
 CHECK_IMAGES = 4
 SIZES = (1, 8)
 
 
-def answers_at(strategy_type: type, model: Backend, context: Context, images: Sequence[tuple[Sample, object]],
+StrategyAt = Callable[[int], Strategy]
+"""Builds the run's strategy (its model, settings and run facts) for one batch size."""
+
+
+def answers_at(make: StrategyAt, images: Sequence[tuple[Sample, object]],
                batch_size: int) -> dict[tuple[str, str], str | None]:
     """Every answer and prediction a strategy gives at one batch size, keyed by (image, question)."""
-    strategy = strategy_type(model, replace(context, batch_size=batch_size))
+    strategy = make(batch_size)
     found: dict[tuple[str, str], str | None] = {}
     for start in range(0, len(images), batch_size):
         chunk = [Item(sample.id, sample.label, image) for sample, image in images[start:start + batch_size]]
@@ -35,8 +37,7 @@ def answers_at(strategy_type: type, model: Backend, context: Context, images: Se
     return found
 
 
-def check(strategy_type: type, model: Backend, context: Context, dataset: Dataset, samples: Sequence[Sample],
-          log: Callable[[str], None]) -> list[str]:
+def check(make: StrategyAt, dataset: Dataset, samples: Sequence[Sample], log: Callable[[str], None]) -> list[str]:
     """Compare batch sizes 1 and 8 on the first few readable images; log and return the differences."""
     images = []
     for sample in samples:
@@ -46,7 +47,7 @@ def check(strategy_type: type, model: Backend, context: Context, dataset: Datase
             images.append((sample, dataset.load(sample)))
         except ImageLoadError:
             continue
-    small, large = (answers_at(strategy_type, model, context, images, size) for size in SIZES)
+    small, large = (answers_at(make, images, size) for size in SIZES)
     differences = [f"{image} {key}: {small.get((image, key))!r} vs {large.get((image, key))!r}"
                    for image, key in sorted(set(small) | set(large)) if small.get((image, key)) != large.get((image, key))]
     if differences:

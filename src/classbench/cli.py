@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_errors
 
 from classbench.errors import UserError
+from classbench.flags import given, with_setting_flags
 
 app = typer.Typer(
     name="classbench",
@@ -67,6 +68,7 @@ def default_out(model: str, strategy: str, identity_hash: str) -> Path:
 
 
 @app.command(help=RUN_HELP)
+@with_setting_flags
 def run(
     dataset: Annotated[Optional[str], typer.Option(help="class-per-folder tree, .csv/.jsonl manifest (image,label), hf:NAME, or a saved HF dataset folder")] = None,
     model: Annotated[Optional[str], typer.Option(help="model to benchmark: efficientnet-lite0, timm:NAME, torchvision:NAME, hf:HUB_ID_OR_FOLDER (a VLM), openai:MODEL (GPT-4o or any OpenAI-compatible server), clip:HUB_ID_OR_FOLDER, open_clip:ARCH/TAG (see `classbench models`)")] = None,
@@ -80,51 +82,24 @@ def run(
     split: Annotated[Optional[str], typer.Option(help="split of a Hugging Face dataset [default: test]")] = None,
     image_column: Annotated[Optional[str], typer.Option(help="image column of a manifest or HF dataset")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="label column of a manifest or HF dataset")] = None,
-    label_map: Annotated[Optional[str], typer.Option(help="direct: explicit `class: [model labels]` mapping file (edit the run's label_map.json)")] = None,
-    map_threshold: Annotated[Optional[float], typer.Option(help="direct: minimum name similarity for a model label to count toward a class [default: 0.5]")] = None,
-    option: Annotated[list[str], typer.Option("--option", "-o", help="backend or strategy setting KEY=VALUE, repeatable")] = [],
+    option: Annotated[list[str], typer.Option("--option", "-o", help="any strategy or model setting as KEY=VALUE, repeatable (also those without a flag of their own; `classbench models` lists them)")] = [],
     batch_size: Annotated[Optional[int], typer.Option(help="images per batch (speed only, never results) [default: 16]")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1, mps [default: auto]")] = None,
-    prompt: Annotated[Optional[str], typer.Option(help="closed-set/binary/likelihood: prompt template with {classes} or {class} (likelihood: {classes} optional) [default: the published prompt]")] = None,
-    shuffles: Annotated[Optional[int], typer.Option(help="closed-set: ask each image K times, class names in a seeded order; majority vote [default: 1]")] = None,
-    binary_order: Annotated[Optional[str], typer.Option(help="binary: seeded (per image) or fixed (class-list) order of questions [default: seeded]")] = None,
-    max_new_tokens: Annotated[Optional[int], typer.Option(help="VLMs: longest answer, in tokens [default: 10]")] = None,
-    score_norm: Annotated[Optional[str], typer.Option(help="likelihood: a class's score is its name's summed log-probability as the answer (sum) or the mean per token (mean) [default: sum]")] = None,
-    calibrate: Annotated[Optional[bool], typer.Option("--calibrate", help="likelihood: subtract each class's score given a blank mid-grey image (the prompt's prior for each name)")] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="hf: auto, bf16, fp16 or fp32 [default: auto]")] = None,
-    max_pixels: Annotated[Optional[int], typer.Option(help="hf: at most this many pixels per image (bounds Qwen's image tokens)")] = None,
-    attn_implementation: Annotated[Optional[str], typer.Option(help="hf: eager, sdpa, flash_attention_2 [default: the model's]")] = None,
-    device_map: Annotated[Optional[str], typer.Option(help="hf: transformers device_map, e.g. auto to spread a large model over GPUs")] = None,
-    trust_remote_code: Annotated[Optional[bool], typer.Option("--trust-remote-code", help="hf: allow models that ship their own code (MiniCPM-V, InternVL2, Phi-3-vision)")] = None,
-    base_url: Annotated[Optional[list[str]], typer.Option(metavar="URL", help="openai: server URL ending in /v1 (vLLM, SGLang, transformers serve); repeat for a fleet that shares the load [default: the OpenAI API]")] = None,
-    api_key_env: Annotated[Optional[str], typer.Option(help="openai: environment variable that holds the API key (never stored) [default: OPENAI_API_KEY]")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="openai: requests in flight across all servers; keep --batch-size at least this high [default: 16]")] = None,
-    rpm: Annotated[Optional[float], typer.Option(help="openai: at most this many requests per minute, retries included")] = None,
-    timeout_s: Annotated[Optional[float], typer.Option(help="openai: seconds before a request is abandoned and retried [default: 60]")] = None,
-    max_retries: Annotated[Optional[int], typer.Option(help="openai: retries per question on 429, 5xx, timeouts, dropped connections, malformed answers [default: 6]")] = None,
-    price_in: Annotated[Optional[float], typer.Option(help="USD per million input tokens [default: classbench's price table, for known API models]")] = None,
-    price_out: Annotated[Optional[float], typer.Option(help="USD per million output tokens [default: the price table]")] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="stop cleanly once the run has cost this many USD; raise it and run again to go on")] = None,
     check_batching: Annotated[bool, typer.Option("--check-batching", help="first compare answers at batch sizes 1 and 8 on a few images; warn when they differ")] = False,
-    config: Annotated[Optional[Path], typer.Option(help="YAML file with any of these settings")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="YAML file with any of these settings (nested: dataset, sample, model {name, settings}, strategy {name, settings}, runtime; or flat, with the flags' names)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="run folder [default: runs/MODEL-STRATEGY-HASH, so the same command resumes]")] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    **settings: Any,
 ) -> None:
     from classbench.spec import build_spec
 
-    overrides = dict(dataset=dataset, model=model, strategy=strategy, classes=classes, per_class=per_class, shots=shots, seed=seed,
-                     background=background, label_file=label_file, split=split, image_column=image_column,
-                     label_column=label_column, label_map=label_map, map_threshold=map_threshold,
-                     batch_size=batch_size, device=device, prompt=prompt, shuffles=shuffles, binary_order=binary_order,
-                     max_new_tokens=max_new_tokens, score_norm=score_norm, calibrate=calibrate, dtype=dtype, max_pixels=max_pixels,
-                     attn_implementation=attn_implementation, device_map=device_map,
-                     trust_remote_code=trust_remote_code, base_url=base_url, api_key_env=api_key_env,
-                     concurrency=concurrency, rpm=rpm, timeout_s=timeout_s, max_retries=max_retries,
-                     price_in=price_in, price_out=price_out, max_cost=max_cost)
-    if option:
-        overrides["options"] = _options(option)
-    spec, config_out = build_spec(config, overrides)
-    folder = out or (Path(config_out) if config_out else default_out(spec.model, spec.strategy, spec.identity_hash()))
+    general = dict(dataset=dataset, model=model, strategy=strategy, classes=classes, per_class=per_class, shots=shots,
+                   seed=seed, background=background, label_file=label_file, split=split, image_column=image_column,
+                   label_column=label_column, batch_size=batch_size, device=device, max_cost=max_cost)
+    spec, config_out, _ = build_spec(config, {**general, **given(settings)}, _options(option))
+    folder = out or (Path(config_out) if config_out else default_out(spec.model.name, spec.strategy.name,
+                                                                      spec.identity_hash()))
     _run_and_report(spec, folder, progress, check_batching=check_batching)
 
 
@@ -132,15 +107,11 @@ def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: boo
                     models: Any = None) -> dict[str, Any]:
     from classbench import metrics, runner
     from classbench.report import leaderboard
-    from classbench.store import Store
+    from classbench.records import MODEL_ERROR
 
     result = runner.run(spec, folder, progress=_RichProgress() if show_progress else None, log=_log,
                         check_batching=check_batching, models=models)
-    store = Store.open_existing(folder)
-    try:
-        summary = metrics.write(store, folder)
-    finally:
-        store.close()
+    summary = metrics.write_folder(folder)
     typer.echo(leaderboard.markdown([summary]))
     extra = []
     if summary["invalid"]:
@@ -153,9 +124,11 @@ def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: boo
     if extra:
         typer.echo("; ".join(extra))
     if summary.get("strategy_summary"):
-        from classbench.strategies import strategy_class
+        from classbench import strategies
 
-        typer.echo(strategy_class(spec.strategy).summary_line(summary["strategy_summary"]))
+        line = strategies.summary_line(spec.strategy.name, summary["strategy_summary"])
+        if line:
+            typer.echo(line)
     from classbench import usage
 
     for line in usage.lines(summary):
@@ -164,6 +137,12 @@ def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: boo
     if result.stopped:
         typer.echo(result.stopped, err=True)
         sys.exit(3)
+    if summary["n_failed"] and not summary["n_images"] and all(
+            failure["error"].startswith(MODEL_ERROR) for failure in summary["failures"]):
+        typer.echo(f"error: {spec.model.name} failed on every image ({summary['n_failed']}); the first error: "
+                   f"{summary['failures'][0]['error'].splitlines()[0]} (see metrics.json). Fix the model or its settings, then run "
+                   "the same command again to retry them", err=True)
+        sys.exit(1)
     if not summary["complete"]:
         typer.echo("the run is not complete: run the same command again to retry what is missing")
     return summary
@@ -182,6 +161,8 @@ Examples:
   classbench sweep --dataset caltech256/ --model hf:Qwen/Qwen2-VL-7B-Instruct --strategy closed-set --classes 10,25,50,75,100,150,200 --per-class 20 --out runs/sweep
 
   classbench report runs/sweep --html sweep.html
+
+  classbench sweep --recipe published-vlm-benchmark --dataset caltech256/ --out runs/published
 """
 
 
@@ -204,27 +185,41 @@ def _with_settings_of(command: Any) -> Any:
 @app.command(help=SWEEP_HELP)
 @_with_settings_of(run)
 def sweep(
-    classes: Annotated[str, typer.Option(help="class counts, comma-separated, e.g. 10,25,50 (nested subsets of one seed)")],
+    classes: Annotated[Optional[str], typer.Option(help="class counts, comma-separated, e.g. 10,25,50 (nested subsets of one seed); with --recipe, they replace the recipe's (its table runs at the largest)")] = None,
     model: Annotated[list[str], typer.Option(help="model to benchmark; repeat or comma-separate for several [default: the config's]")] = [],
     strategy: Annotated[list[str], typer.Option(help="strategy; repeat or comma-separate for several [default: the config's, else direct]")] = [],
     out: Annotated[Path, typer.Option(help="sweep folder: OUT/MODEL-STRATEGY/nN/ per point, OUT/sweep.md, OUT/sweep.csv")] = Path("runs/sweep"),
+    recipe: Annotated[Optional[str], typer.Option(help="run a shipped recipe instead of --model/--strategy: published-vlm-benchmark (the published table's eight models, each with its settings; see `classbench models`)")] = None,
+    recipe_model: Annotated[list[str], typer.Option(metavar="NAME[=MODEL]", help="with --recipe: run only the named models, each as published or with MODEL in its place (e.g. Llama-3.2-11B-Vision-Instruct=hf:tiny-mllama/ to try the recipe without a GPU); repeatable")] = [],
     **settings: Any,
 ) -> None:
     from classbench import sweep as sweeping
     from classbench.report import sweep_table
-    from classbench.spec import RunSpec, build_spec
+    from classbench.spec import GENERAL, build_spec, not_a_setting
 
-    sizes = sweeping.parse_sizes(classes)
-    models = [name.strip() for value in model for name in value.split(",") if name.strip()] or [None]
-    strategies = [name.strip() for value in strategy for name in value.split(",") if name.strip()] or [None]
-    values = {name: value for name, value in settings.items() if name in RunSpec.model_fields}
-    if settings.get("option"):
-        values["options"] = _options(settings["option"])
-    flags = [(m, s) for m in models for s in strategies]
-    bases = [build_spec(settings.get("config"), {**values, "model": m, "strategy": s, "classes": sizes[-1]})[0]
-             for m, s in flags]
-    sweeping.check_sizes(bases[0], sizes)
-    points = sweeping.plan(bases, sizes, out)
+    sizes = sweeping.parse_sizes(classes) if classes else None
+    values = {**{name: value for name, value in settings.items() if name in GENERAL}, **given(settings)}
+    options = _options(settings.get("option") or [])
+    if recipe:
+        if model or strategy:
+            raise UserError("--recipe chooses the models and strategies; pick models with --recipe-model NAME[=MODEL]")
+        from classbench import published
+
+        points = published.recipe_plan(recipe, recipe_model, sizes, values, options, settings.get("config"), out)
+    else:
+        if sizes is None:
+            raise UserError("classbench sweep: give the class counts, e.g. --classes 10,25,50 (or --recipe NAME)")
+        models = [name.strip() for value in model for name in value.split(",") if name.strip()] or [None]
+        strategies = [name.strip() for value in strategy for name in value.split(",") if name.strip()] or [None]
+        built = [build_spec(settings.get("config"), {**values, "model": m, "strategy": s, "classes": sizes[-1]},
+                            options, lenient=True) for m in models for s in strategies]
+        unused = set.intersection(*(leftover for _, _, leftover in built))
+        if unused:  # a setting is an error only when no point of the sweep has it
+            first = built[0][0]
+            raise UserError(not_a_setting(sorted(unused)[0], first.model.name, first.strategy.name))
+        bases = [spec for spec, _, _ in built]
+        sweeping.check_sizes(bases[0], sizes)
+        points = sweeping.plan(bases, sizes, out)
     from classbench.runner import ModelPool
 
     models = ModelPool()  # points of one model run back to back and share one load
@@ -278,16 +273,18 @@ def demo(
 ) -> None:
     """Benchmark the shipped EfficientNet-Lite0 on the shipped Fashion-MNIST sample (offline, a minute on a CPU)."""
     from classbench.demo import demo_dataset
-    from classbench.spec import RunSpec
+    from classbench.spec import ComponentSpec, DatasetSpec, RunSpec, RuntimeSpec
 
-    spec = RunSpec(dataset=str(demo_dataset()), model="efficientnet-lite0", strategy="direct", batch_size=20)
-    typer.echo(f"demo: {spec.model} on the Fashion-MNIST sample at {spec.dataset}")
+    spec = RunSpec(dataset=DatasetSpec(source=str(demo_dataset())), model=ComponentSpec(name="efficientnet-lite0"),
+                   runtime=RuntimeSpec(batch_size=20))
+    typer.echo(f"demo: {spec.model.name} on the Fashion-MNIST sample at {spec.dataset.source}")
     _run_and_report(spec, out, progress)
 
 
 @app.command()
 def models() -> None:
-    """List the model backends and the strategies they serve."""
+    """List the model backends, the strategies, and every setting each of them declares."""
+    from classbench.flags import listing
     from classbench.models import REGISTRY
     from classbench.strategies import REGISTRY as STRATEGIES
 
@@ -295,8 +292,18 @@ def models() -> None:
     for name, entry in REGISTRY.items():
         typer.echo(f"  {entry.example:<36} {entry.help}")
     typer.echo("strategies (--strategy):")
-    for name, (_, description) in STRATEGIES.items():
-        typer.echo(f"  {name:<36} {description}")
+    for name, strategy_entry in STRATEGIES.items():
+        typer.echo(f"  {name:<36} {strategy_entry.help}")
+    typer.echo("settings (flag, or -o KEY=VALUE; YAML: model.settings / strategy.settings):")
+    for line in listing():
+        typer.echo(line)
+    from classbench import published
+
+    typer.echo("published benchmark (`classbench sweep --recipe published-vlm-benchmark --dataset DIR` runs it:\n"
+               f"  {published.describe_recipe()}):")
+    for entry in published.PUBLISHED_MODELS:
+        typer.echo(f"  {entry.name:<44} {entry.family}; strategies: {', '.join(entry.strategies)}\n"
+                   f"  {'':<44} {published.flags(entry)}")
 
 
 @app.command()

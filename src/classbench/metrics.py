@@ -21,7 +21,10 @@ from typing import Any
 import numpy as np
 
 from classbench import usage
-from classbench.store import MODEL_ERROR, Prediction, Store
+from classbench.calibration import expected_calibration_error, top_k_accuracy
+from classbench.records import MODEL_ERROR, Prediction, RunRecords
+from classbench.spec import stored
+from classbench.store import Store
 
 NO_CLASS = "(no class)"
 BOOTSTRAP_RESAMPLES = 1000
@@ -95,7 +98,7 @@ def _interval(values: np.ndarray) -> list[float]:
 
 def compute(store: Store) -> dict[str, Any]:
     classes: list[str] = store.meta("classes")
-    spec = store.meta("spec") or {}
+    spec = stored(store.meta("spec"))
     predictions = store.predictions()
     scored = [p for p in predictions if p.status != "failed"]
     index = {name: i for i, name in enumerate(classes)}
@@ -109,14 +112,14 @@ def compute(store: Store) -> dict[str, Any]:
     n_samples = len(store.samples())
     model = store.meta("model") or {}
     return {
-        "model": model.get("model_id") or spec.get("model"),
+        "model": model.get("model_id") or spec.get("model", {}).get("name"),
         "model_revision": model.get("revision"),
-        "strategy": spec.get("strategy"),
-        "dataset": spec.get("dataset"),
+        "strategy": spec.get("strategy", {}).get("name"),
+        "dataset": spec.get("dataset", {}).get("source"),
         "n_classes": len(classes),
         "classes": classes,
         "background": store.meta("background"),
-        "seed": spec.get("seed"),
+        "seed": spec.get("sample", {}).get("seed", 0),
         "n_samples": n_samples,
         "n_images": len(scored),
         "n_failed": len(failed),
@@ -126,7 +129,7 @@ def compute(store: Store) -> dict[str, Any]:
         "macro_avg": report["macro_avg"],
         "macro_f1_ci95": intervals["macro_f1"],
         "weighted_avg": report["weighted_avg"],
-        "top5_accuracy": _top_k(scored, index, 5),
+        "top5_accuracy": top_k_accuracy(scored, index, 5),
         "ece": expected_calibration_error(scored, index),
         "invalid": sum(p.status == "invalid" for p in scored),
         "per_class": report["per_class"],
@@ -134,65 +137,25 @@ def compute(store: Store) -> dict[str, Any]:
         **_speed(store, scored),
         "failures": [{"image": p.image, "error": p.error} for p in failed[:200]],
         **usage.summary(store, len(scored)),
-        "strategy_summary": _strategy_summary(store, spec.get("strategy")),
+        "strategy_summary": _strategy_summary(store, spec.get("strategy", {}).get("name"), classes, predictions),
         "spec": spec,
     }
 
 
-def _strategy_summary(store: Store, name: str | None) -> dict[str, Any] | None:
-    """A strategy's own figures (vote agreement, questions per image, …), when it offers `summarise`."""
-    from classbench.errors import UserError
-    from classbench.strategies import strategy_class
+def _strategy_summary(store: Store, name: str | None, classes: list[str],
+                      predictions: list[Prediction]) -> dict[str, Any] | None:
+    """A strategy's own figures (vote agreement, questions per image, …), as its registry entry declares."""
+    from classbench import strategies
 
-    try:
-        summarise = getattr(strategy_class(name or ""), "summarise", None)
-    except UserError:
+    if name not in strategies.REGISTRY or strategies.REGISTRY[name].summary is None:
         return None
-    return summarise(store) if summarise else None
+    records = RunRecords(classes=classes, background=store.meta("background"), strategy=store.meta("strategy") or {},
+                         questions=list(store.all_questions()), predictions=predictions)
+    return strategies.summarise(name, records)
 
 
 def _retryable(prediction: Prediction) -> bool:
     return (prediction.error or "").startswith(MODEL_ERROR)
-
-
-def _class_scores(scored: list[Prediction]) -> list[np.ndarray] | None:
-    """Each image's per-class scores (class order), when the strategy stored them for every image."""
-    if not scored or any(not (p.detail and "scores" in p.detail) for p in scored):
-        return None
-    return [np.asarray(p.detail["scores"], dtype=float) for p in scored]
-
-
-def _top_k(scored: list[Prediction], index: dict[str, int], k: int) -> float | None:
-    """Top-k accuracy where the strategy stored a score per class; None otherwise."""
-    scores = _class_scores(scored)
-    if scores is None or len(index) <= k:
-        return None
-    return float(np.mean([index[p.label] in np.argsort(-row)[:k] for row, p in zip(scores, scored)]))
-
-
-ECE_BINS = 15
-
-
-def expected_calibration_error(scored: list[Prediction], index: dict[str, int], bins: int = ECE_BINS) -> float | None:
-    """Expected calibration error where the strategy stored a probability per class; None otherwise.
-
-    The confidence is the top class's probability; images fall into `bins` equal-width bins over
-    (0, 1] (bin i holds (i/bins, (i+1)/bins]); ECE is the image-weighted mean over bins of
-    |accuracy − mean confidence| (Guo et al., 2017). Correct means the true class has the top
-    probability (the first listed among ties), as the strategies that store scores predict.
-    """
-    probabilities = _class_scores(scored)
-    if probabilities is None:
-        return None
-    confidence = np.array([row.max() for row in probabilities])
-    correct = np.array([int(np.argmax(row)) == index[p.label] for row, p in zip(probabilities, scored)])
-    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-    error = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            error += members.sum() / len(scored) * abs(correct[members].mean() - confidence[members].mean())
-    return float(error)
 
 
 def _speed(store: Store, scored: list[Prediction]) -> dict[str, Any]:
@@ -216,6 +179,15 @@ def _speed(store: Store, scored: list[Prediction]) -> dict[str, Any]:
 
 def _percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 6) if values else None
+
+
+def write_folder(folder: Path) -> dict[str, Any]:
+    """Recompute a run folder's metrics.json and predictions.csv from its store; return the metrics."""
+    store = Store.open_existing(folder)
+    try:
+        return write(store, folder)
+    finally:
+        store.close()
 
 
 def write(store: Store, out: Path) -> dict[str, Any]:

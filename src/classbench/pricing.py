@@ -73,12 +73,6 @@ def from_settings(model_meta: dict[str, Any] | None) -> Prices | None:
     return Prices(float(settings[IN]), float(settings[OUT]), str(settings.get(SOURCE, "")))
 
 
-def tokens(store: Any) -> tuple[int, int]:
-    """Input and output tokens over every question in the store (failed attempts report none)."""
-    row = store.db.execute("SELECT COALESCE(SUM(tokens_in), 0), COALESCE(SUM(tokens_out), 0) FROM questions").fetchone()
-    return int(row[0]), int(row[1])
-
-
 class BudgetReached(Exception):
     """The next batch would pass --max-cost: stop between batches, keep every answer, resume later."""
 
@@ -109,8 +103,7 @@ class Budget:
     def check(self, store: Any, upcoming: int) -> None:
         """Raise BudgetReached when the answers so far, plus what `upcoming` more images would cost
         at the run's average so far, pass the cap: the run stops before the batch, not after it."""
-        rows = store.db.execute(
-            "SELECT id, image, tokens_in, tokens_out FROM questions WHERE id > ? ORDER BY id", (self._seen_id,))
+        rows = store.token_rows(self._seen_id)
         for row_id, image, tokens_in, tokens_out in rows:
             self._seen_id = row_id
             if tokens_in is not None:

@@ -13,18 +13,17 @@ import resource
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter
 
-from classbench import pricing, provenance
+from classbench import pricing, provenance, strategies
 from classbench.datasets import Dataset, Sample, open_dataset, select
 from classbench.errors import ImageLoadError, UserError
-from classbench.models import check_options
 from classbench.models.base import Backend
+from classbench.records import MODEL_ERROR, UNREADABLE, Prediction, Question
 from classbench.spec import RunSpec
-from classbench.store import MODEL_ERROR, STORE_NAME, UNREADABLE, Prediction, Question, Store
-from classbench.strategies import strategy_class
+from classbench.store import STORE_NAME, Store
 from classbench.strategies.base import Context, Item, Step, Strategy
 
 GIVE_UP_AFTER = 20
@@ -67,14 +66,14 @@ class ModelPool:
 
     def get(self, spec: RunSpec) -> tuple[Backend, float]:
         """The model for `spec` and the seconds spent loading it (0 when it was already loaded)."""
-        key = json.dumps([spec.model, spec.model_options(), spec.device], sort_keys=True, default=str)
+        key = json.dumps([spec.model.name, spec.model.settings, spec.runtime.device], sort_keys=True, default=str)
         if key == self._key and self._model is not None:
             return self._model, 0.0
         self.close()
         from classbench.models import load_model
 
         started = perf_counter()
-        self._model = load_model(spec.model, spec.model_options(), spec.device)
+        self._model = load_model(spec.model.name, spec.model_settings(), spec.runtime.device)
         self._key = key
         return self._model, perf_counter() - started
 
@@ -97,15 +96,10 @@ def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callabl
 
 def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None], check_batching: bool,
          pool: ModelPool) -> RunResult:
-    dataset = open_dataset(spec.dataset, label_file=spec.label_file, split=spec.split,
-                           image_column=spec.image_column, label_column=spec.label_column)
-    strategy_type = strategy_class(spec.strategy)
-    check_options(spec.model, spec.options, strategy_type.options, spec.strategy)
-    for name in sorted(Context.strategy_settings() - strategy_type.settings):
-        if getattr(spec, name) != RunSpec.model_fields[name].get_default(call_default_factory=True):
-            log(f"note: --{name.replace('_', '-')} has no effect with --strategy {spec.strategy}")
-    shots = spec.shots if spec.shots is not None else getattr(strategy_type, "default_shots", 0)
-    selection = select(dataset, spec.classes, spec.per_class, spec.seed, spec.background, shots=shots)
+    dataset = open_dataset(spec.dataset.source, label_file=spec.dataset.label_file, split=spec.dataset.split,
+                           image_column=spec.dataset.image_column, label_column=spec.dataset.label_column)
+    sample = spec.sample
+    selection = select(dataset, sample.classes, sample.per_class, sample.seed, sample.background, shots=spec.shots())
     out.mkdir(parents=True, exist_ok=True)
     new_run = not (out / STORE_NAME).exists()
     store = Store(out / STORE_NAME)
@@ -113,7 +107,7 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
         resumed = store.begin_or_resume(
             spec.identity(),
             selection.samples,
-            {"spec": spec.model_dump(), "classes": selection.classes, "background": selection.background,
+            {"spec": spec.model_dump(mode="json"), "classes": selection.classes, "background": selection.background,
              "dataset": {"name": dataset.name, "n_images": len(dataset.samples), "n_classes": len(dataset.classes),
                          "skipped": dict(dataset.skipped)},
              "provenance": provenance.collect()},
@@ -129,9 +123,10 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
 
         try:
             model, load_s = pool.get(spec)
-            context = Context.from_spec(spec, classes=selection.classes, background=selection.background, out=out,
-                                        shots=selection.shots, load_image=dataset.load)
-            strategy = strategy_type(model, context)
+            context = Context(classes=selection.classes, background=selection.background, seed=sample.seed,
+                              batch_size=spec.runtime.batch_size, out=out, shots=selection.shots,
+                              load_image=dataset.load)
+            strategy = strategies.build(spec.strategy.name, model, spec.strategy_settings(), context)
         except BaseException:
             if new_run:  # nothing was asked: leave no store that would pin this folder to a failed spec
                 store.discard()
@@ -140,16 +135,18 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
         if check_batching:
             from classbench import batching
 
-            batching.check(strategy_type, model, context, dataset, pending, log)
+            batching.check(lambda size: strategies.build(spec.strategy.name, model, spec.strategy_settings(),
+                                                         replace(context, batch_size=size)), dataset, pending, log)
         _check_same_model(store, model.describe())
         store.set_meta({"model": model.describe(), "strategy": strategy.describe()})
-        store.start_session(device=str(model.settings.get("device", spec.device)), batch_size=spec.batch_size)
+        store.start_session(device=str(model.settings.get("device", spec.runtime.device)),
+                            batch_size=spec.runtime.batch_size)
         store.update_session(load_s=load_s)
 
-        budget = pricing.Budget.for_run(spec.max_cost, model.describe())
+        budget = pricing.Budget.for_run(spec.runtime.max_cost, model.describe())
         try:
-            asked = _loop(store, dataset, selection.samples, finished, strategy, spec.batch_size, progress, model,
-                          budget)
+            asked = _loop(store, dataset, selection.samples, finished, strategy, spec.runtime.batch_size, progress,
+                          model, budget)
         except pricing.BudgetReached as stop:
             return RunResult(out, resumed, store.sessions()[-1]["n_images"], len(selection.samples), stopped=str(stop))
         return RunResult(out, resumed, asked, len(selection.samples))
@@ -180,16 +177,17 @@ def _loop(store: Store, dataset: Dataset, samples: Sequence[Sample], finished: s
                 loaded = upcoming.result()
                 upcoming = prefetch(index + 1)
                 done = store.questions_for(item.image_id for item in loaded.items)
-                for item in loaded.items:
-                    item.done = done[item.image_id]
+                items = [replace(item, done=done[item.image_id]) for item in loaded.items]
                 records: list[tuple[str, list[Question], Prediction | None]] = [
                     (sample.id, [], Prediction(sample.id, sample.label, None, "failed", UNREADABLE + reason))
                     for sample, reason in loaded.failures if sample.id not in finished
                 ]
-                for step in _steps(strategy, loaded.items):
+                in_chunk: dict[str, dict[str, Question]] = {}
+                for step in _steps(strategy, items, in_chunk):
+                    in_chunk.setdefault(step.item.image_id, {}).update({q.key: q for q in step.questions})
                     if step.item.image_id in finished:
                         continue
-                    prediction = _prediction(step) if step.final else None
+                    prediction = _prediction(step, in_chunk[step.item.image_id]) if step.final else None
                     records.append((step.item.image_id, list(step.questions), prediction))
                     if prediction is not None:
                         streak = streak + 1 if prediction.status == "failed" else 0
@@ -221,8 +219,12 @@ def _write(store: Store, records: list[tuple[str, list[Question], Prediction | N
     return now
 
 
-def _steps(strategy: Strategy, items: list[Item]) -> Iterator[Step]:
-    """Run a chunk; when the model fails on it, ask item by item so one bad image costs one image."""
+def _steps(strategy: Strategy, items: list[Item], asked: dict[str, dict[str, Question]]) -> Iterator[Step]:
+    """Run a chunk; when the model fails on it, ask item by item so one bad image costs one image.
+
+    This is the only place a failed batch is split: backends raise, and the runner retries each
+    undecided image alone, with the questions it already got in this chunk (`asked`, kept by the
+    caller as steps go by) counted as answered."""
     if not items:
         return
     decided: set[str] = set()
@@ -242,7 +244,8 @@ def _steps(strategy: Strategy, items: list[Item]) -> Iterator[Step]:
                            detail={"error": MODEL_ERROR + f"{type(error).__name__}: {error}"})
             return
     for item in remaining:  # the images decided before the failure are recorded already
-        yield from _steps(strategy, [item])
+        answered = {key: q for key, q in asked.get(item.image_id, {}).items() if q.error is None}
+        yield from _steps(strategy, [replace(item, done={**item.done, **answered})], asked)
 
 
 def _complete(strategy: Strategy, items: list[Item]) -> Iterator[Step]:
@@ -253,9 +256,9 @@ def _complete(strategy: Strategy, items: list[Item]) -> Iterator[Step]:
         yield from strategy.run(items)
 
 
-def _prediction(step: Step) -> Prediction:
+def _prediction(step: Step, asked_in_chunk: dict[str, Question]) -> Prediction:
     item = step.item
-    asked = {**item.done, **{q.key: q for q in step.questions}}  # a strategy may have added these to done
+    asked = {**item.done, **asked_in_chunk}
     latencies = [q.latency_s for q in asked.values() if q.latency_s is not None]
     detail = dict(step.detail or {})
     error = detail.pop("error", None)

@@ -1,8 +1,16 @@
-"""The run spec: everything that decides a run's results, from flags or a YAML file.
+"""The run spec: one serialisable record from which anyone (a resumed run, a worker, a report)
+rebuilds everything a run does.
 
-The spec doubles as provenance: it is stored in the run folder, and its *identity* (every field
-except the runtime ones, which change speed but not answers) decides whether a second
-`classbench run` on the same folder resumes or refuses.
+    dataset:  where the images are and how to read them
+    sample:   which classes and images (seeded)
+    model:    {name, settings}   settings declared by the backend (`models.REGISTRY`)
+    strategy: {name, settings}   settings declared by the strategy (`strategies.REGISTRY`)
+    runtime:  batch size, device, spending cap: speed and cost, never answers
+
+The run's *identity*, which decides whether a second `classbench run` on the same folder resumes or
+refuses, is every field except `runtime` and the component settings marked runtime. Settings come
+from flags, `--option KEY=VALUE` or a YAML file in this nested form or in the flat form of
+classbench 0.1 (`upgrade` reads it), and each component's settings are validated by its own class.
 """
 
 from __future__ import annotations
@@ -10,74 +18,36 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from urllib.parse import urlsplit
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from classbench.errors import UserError
 
-API_RUNTIME_FIELDS = frozenset({"base_url", "api_key_env", "concurrency", "rpm", "timeout_s", "max_retries",
-                                "price_in", "price_out", "max_cost"})
-"""API settings change speed, retries and the bill, never answers: the model name is the identity, so a
-fleet of servers can change between sessions of one run."""
-RUNTIME_FIELDS = frozenset({"batch_size", "device", "device_map", "trust_remote_code"}) | API_RUNTIME_FIELDS
+SECTIONS = ("dataset", "sample", "model", "strategy", "runtime")
+GENERAL: dict[str, tuple[str, str]] = {
+    "dataset": ("dataset", "source"), "label_file": ("dataset", "label_file"), "split": ("dataset", "split"),
+    "image_column": ("dataset", "image_column"), "label_column": ("dataset", "label_column"),
+    "classes": ("sample", "classes"), "per_class": ("sample", "per_class"), "shots": ("sample", "shots"),
+    "seed": ("sample", "seed"), "background": ("sample", "background"),
+    "batch_size": ("runtime", "batch_size"), "device": ("runtime", "device"), "max_cost": ("runtime", "max_cost"),
+}
+"""Flat setting names (flags, classbench 0.1 configs) of the settings that concern every run."""
 
 
-class RunSpec(BaseModel):
+class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dataset: str = Field(description="class-per-folder tree, .csv/.jsonl manifest, hf:NAME or a saved HF dataset")
-    model: str = Field(description="backend:name, e.g. efficientnet-lite0, timm:resnet50, hf:Qwen/Qwen2-VL-2B-Instruct")
-    strategy: str = "direct"
-    classes: int | None = Field(default=None, ge=1)
-    per_class: int | None = Field(default=None, ge=1)
-    shots: int | None = Field(default=None, ge=0, description="labelled images per class held out for a probe to learn from (probe: 5)")
-    seed: int = 0
-    background: str | None = None
+
+class DatasetSpec(_Section):
+    source: str = Field(description="class-per-folder tree, .csv/.jsonl manifest, hf:NAME or a saved HF dataset")
     label_file: str | None = None
     split: str | None = None
     image_column: str | None = None
     label_column: str | None = None
-    label_map: str | None = Field(default=None, description="explicit model-label → class mapping file (direct)")
-    map_threshold: float = Field(default=0.5, ge=-1.0, le=1.0)
-    options: dict[str, Any] = Field(default_factory=dict, description="backend- and strategy-specific settings")
-    prompt: str | None = Field(default=None, description="prompt template ({classes} or {class}); default: the strategy's published prompt")
-    shuffles: int = Field(default=1, ge=1, description="closed-set: times each image is asked, class names in a seeded order")
-    binary_order: Literal["seeded", "fixed"] = Field(default="seeded", description="binary: class order per image")
-    max_new_tokens: int = Field(default=10, ge=1)
-    score_norm: Literal["sum", "mean"] = Field(default="sum", description="likelihood: a class's score is its answer's summed log-probability, or the mean per token")
-    calibrate: bool = Field(default=False, description="likelihood: subtract each class's score given a blank (mid-grey) image")
-    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
-    max_pixels: int | None = Field(default=None, ge=1, description="upper bound on an image's pixels before the model")
-    attn_implementation: str | None = None
-    batch_size: int = Field(default=16, ge=1)
-    device: str = "auto"
-    device_map: str | None = None
-    trust_remote_code: bool = False
-    base_url: list[str] | None = Field(default=None, description="openai: server URL(s) ending in /v1; several share the load [default: the OpenAI API]")
-    api_key_env: str | None = Field(default=None, description="openai: environment variable holding the API key [default: OPENAI_API_KEY]")
-    concurrency: int | None = Field(default=None, ge=1, description="openai: requests in flight across all servers [default: 16]")
-    rpm: float | None = Field(default=None, gt=0, description="openai: at most this many requests per minute")
-    timeout_s: float | None = Field(default=None, gt=0, description="openai: seconds before a request is abandoned and retried [default: 60]")
-    max_retries: int | None = Field(default=None, ge=0, description="openai: retries per question after 429, 5xx, timeouts, dropped connections [default: 6]")
-    price_in: float | None = Field(default=None, ge=0, description="USD per million input tokens [default: the price table]")
-    price_out: float | None = Field(default=None, ge=0, description="USD per million output tokens [default: the price table]")
-    max_cost: float | None = Field(default=None, gt=0, description="stop cleanly once the run has cost this many USD")
 
-    @field_validator("base_url", mode="before")
-    @classmethod
-    def _url_list(cls, value: Any) -> Any:
-        urls = [value] if isinstance(value, str) else value
-        for url in urls or ():
-            parts = urlsplit(str(url))
-            if parts.username or parts.password:
-                raise ValueError(f"{parts.scheme}://…@{parts.hostname}: a user or password in the URL would be "
-                                 "stored with the run; put the key in an environment variable (--api-key-env)")
-        return urls
-
-    @field_validator("dataset", "label_file", "label_map")
+    @field_validator("source", "label_file")
     @classmethod
     def _absolute(cls, value: str | None) -> str | None:
         """Resolve paths so the identity does not depend on the working directory."""
@@ -85,73 +55,303 @@ class RunSpec(BaseModel):
             return value
         return str(Path(value).expanduser().resolve())
 
-    def model_options(self) -> dict[str, Any]:
-        """What the backend loader receives: `options` plus the model settings that have flags."""
-        named = {"dtype": None if self.dtype == "auto" else self.dtype, "max_pixels": self.max_pixels, "attn_implementation": self.attn_implementation,
-                 "device_map": self.device_map, "trust_remote_code": self.trust_remote_code or None}
-        named.update({name: getattr(self, name) for name in API_RUNTIME_FIELDS - {"max_cost"}})
-        return {**self.options, **{key: value for key, value in named.items() if value is not None}}
+
+class SampleSpec(_Section):
+    classes: int | None = Field(default=None, ge=1)
+    per_class: int | None = Field(default=None, ge=1)
+    shots: int | None = Field(default=None, ge=0, description="labelled images per class held out for a probe")
+    seed: int = 0
+    background: str | None = None
+
+
+class ComponentSpec(_Section):
+    name: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+    """Every setting of the component, defaults included, as its settings class validated them."""
+
+
+class RuntimeSpec(_Section):
+    batch_size: int = Field(default=16, ge=1)
+    device: str = "auto"
+    max_cost: float | None = Field(default=None, gt=0, description="stop cleanly once the run has cost this many USD")
+
+
+class RunSpec(_Section):
+    dataset: DatasetSpec
+    sample: SampleSpec = SampleSpec()
+    model: ComponentSpec
+    strategy: ComponentSpec = ComponentSpec(name="direct")
+    runtime: RuntimeSpec = RuntimeSpec()
+
+    @model_validator(mode="after")
+    def _component_settings(self) -> RunSpec:
+        """Validate each component's settings with its own class and keep them complete (defaults
+        written out), so the stored record says exactly what ran."""
+        from classbench import models, strategies
+
+        model = models.validate_settings(self.model.name, self.model.settings)
+        try:
+            strategy = strategies.settings_class(self.strategy.name)(**self.strategy.settings)
+        except ValidationError as error:
+            raise UserError(explain(error, f"strategy {self.strategy.name}")) from None
+        object.__setattr__(self, "model", ComponentSpec(name=self.model.name, settings=model.model_dump()))
+        object.__setattr__(self, "strategy", ComponentSpec(name=self.strategy.name, settings=strategy.model_dump()))
+        return self
+
+    def model_settings(self) -> Any:
+        from classbench import models
+
+        return models.validate_settings(self.model.name, self.model.settings)
+
+    def strategy_settings(self) -> Any:
+        from classbench import strategies
+
+        return strategies.settings_class(self.strategy.name)(**self.strategy.settings)
+
+    def shots(self) -> int:
+        """Held-out shots per class: the spec's, else what the strategy declares it needs."""
+        from classbench import strategies
+
+        if self.sample.shots is not None:
+            return self.sample.shots
+        return strategies.entry(self.strategy.name).default_shots
 
     def identity(self) -> dict[str, Any]:
-        return self.model_dump(exclude=set(RUNTIME_FIELDS))
+        identity = {"dataset": self.dataset.model_dump(), "sample": self.sample.model_dump(),
+                    "model": {"name": self.model.name, "settings": self.model_settings().identity()},
+                    "strategy": {"name": self.strategy.name, "settings": self.strategy_settings().identity()}}
+        return json.loads(json.dumps(identity, default=str))
 
     def identity_hash(self) -> str:
-        text = json.dumps(self.identity(), sort_keys=True, default=str)
+        text = json.dumps(self.identity(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    @classmethod
+    def from_flat(cls, **values: Any) -> RunSpec:
+        """A spec from flat settings, named as the flags are (`dataset=…, model=…, per_class=5`): the
+        Python equivalent of a `classbench run` command line."""
+        options = values.pop("options", None)
+        return build_spec(None, values, options)[0]
 
-def build_spec(config: Path | None, overrides: dict[str, Any]) -> tuple[RunSpec, str | None]:
-    """Merge a YAML config with command-line values (flags win) and validate with clear errors.
+    def with_classes(self, classes: int) -> RunSpec:
+        return self.model_copy(update={"sample": self.sample.model_copy(update={"classes": classes})})
 
-    Returns the spec and the config's `out` folder, if it names one.
+
+# --- building a spec from flags, options and YAML ------------------------------------------------
+
+def build_spec(config: Path | None, flags: dict[str, Any], options: dict[str, Any] | None = None,
+               lenient: bool = False) -> tuple[RunSpec, str | None, set[str]]:
+    """Merge a YAML config, `--option` values and flags (flags win, then options, then the file) into
+    a validated spec. Component settings given flat (flags, options, a 0.1-style file) go to the
+    chosen strategy and model that declare them.
+
+    Returns the spec, the config's `out` folder (if it names one), and the settings that neither
+    component has: an error unless `lenient` (a sweep, where another point may use them).
     """
-    values: dict[str, Any] = {}
-    out: str | None = None
-    if config is not None:
-        try:
-            loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        except OSError as error:
-            raise UserError(f"--config {config}: {error.strerror}") from None
-        except yaml.YAMLError as error:
-            raise UserError(f"--config {config}: not valid YAML: {error}") from None
-        if not isinstance(loaded, dict):
-            raise UserError(f"--config {config}: expected a mapping of settings, e.g. `model: efficientnet-lite0`")
-        values.update({str(key).replace("-", "_"): value for key, value in loaded.items()})
-        out = values.pop("out", None)
-    values.update({key: value for key, value in overrides.items() if value is not None})
-    try:
-        return RunSpec(**values), out
+    nested, loose, out = _read_config(config) if config is not None else (_empty(), {}, None)
+    from_flags: dict[str, Any] = {}
+    _absorb(flags, nested, from_flags)
+    loose = {**loose, **(options or {}), **from_flags}
+    source = str(config) if config else None
+    try:  # the general settings first: their errors read best, whatever else is wrong
+        for section, cls in (("sample", SampleSpec), ("runtime", RuntimeSpec)):
+            cls(**nested[section])
     except ValidationError as error:
-        raise UserError(_explain(error, config)) from None
+        raise UserError(explain(error, source)) from None
+    if not nested["model"].get("name"):
+        source = f" (in {config})" if config else ""
+        raise UserError(f"missing setting 'model'{source}: pass --model or set it in the config")
+    nested["strategy"].setdefault("name", "direct")
+    unused = route(loose, nested)
+    if unused and not lenient:
+        raise UserError(not_a_setting(sorted(unused)[0], nested["model"]["name"], nested["strategy"]["name"]))
+    if "source" not in nested["dataset"]:
+        raise UserError(f"missing setting 'dataset'{f' (in {config})' if config else ''}: pass --dataset or set "
+                        "it in the config")
+    try:
+        return RunSpec(**nested), out, unused
+    except ValidationError as error:
+        raise UserError(explain(error, str(config) if config else None)) from None
 
 
-def _explain(error: ValidationError, config: Path | None) -> str:
+def _empty() -> dict[str, dict[str, Any]]:
+    return {section: {} for section in SECTIONS}
+
+
+def _absorb(values: dict[str, Any], nested: dict[str, dict[str, Any]], loose: dict[str, Any]) -> None:
+    """Put flat values where they belong: general settings in their section, names in their
+    component, everything else in `loose` for `route`."""
+    for key, value in values.items():
+        key = str(key).replace("-", "_")
+        if value is None:
+            continue
+        if key in GENERAL:
+            section, field = GENERAL[key]
+            nested[section][field] = value
+        elif key in ("model", "strategy"):
+            nested[key]["name"] = value
+        elif key == "options":
+            if not isinstance(value, dict):
+                raise UserError(f"options: expected a mapping of KEY: VALUE, got {value!r}")
+            loose.update({str(name).replace("-", "_"): item for name, item in value.items()})
+        else:
+            loose[key] = value
+
+
+def _read_config(config: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any], str | None]:
+    try:
+        loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    except OSError as error:
+        raise UserError(f"--config {config}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise UserError(f"--config {config}: not valid YAML: {error}") from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"--config {config}: expected a mapping of settings, e.g. `model: efficientnet-lite0`")
+    nested, loose = _empty(), {}
+    out = loaded.pop("out", None)
+    flat = {}
+    for key, value in loaded.items():
+        key = str(key).replace("-", "_")
+        if key in ("sample", "runtime") or key in ("dataset", "model", "strategy") and isinstance(value, dict):
+            if not isinstance(value, dict):
+                raise UserError(f"--config {config}: `{key}` must be a mapping of settings")
+            section = {str(name).replace("-", "_"): item for name, item in value.items()}
+            if key in ("model", "strategy"):
+                nested[key]["name"] = section.pop("name", None)
+                settings = section.pop("settings", {}) or {}
+                if section or not isinstance(settings, dict):
+                    raise UserError(f"--config {config}: `{key}` takes `name` and `settings` "
+                                    f"(e.g. {key}: {{name: …, settings: {{…}}}}); got {sorted(section)}")
+                nested[key]["settings"] = dict(settings)
+            else:
+                nested[key].update(section)
+        else:
+            flat[key] = value
+    _absorb(flat, nested, loose)
+    return nested, loose, None if out is None else str(out)
+
+
+def route(loose: dict[str, Any], nested: dict[str, dict[str, Any]]) -> set[str]:
+    """Give each flat setting to the chosen strategy and model that declare it (both, if both do);
+    return the names neither declares."""
+    from classbench import models, strategies
+
+    targets = [(nested["strategy"], strategies.settings_class(nested["strategy"]["name"])),
+               (nested["model"], models.settings_class(nested["model"]["name"]))]
+    unused = set()
+    for key, value in loose.items():
+        takers = [component for component, cls in targets if key in cls.model_fields]
+        for component in takers:
+            component.setdefault("settings", {})[key] = value
+        if not takers:
+            unused.add(key)
+    return unused
+
+
+def not_a_setting(key: str, model: str, strategy: str) -> str:
+    from classbench import models, strategies
+
+    def names(cls: Any) -> str:
+        return ", ".join(cls.model_fields) or "none"
+
+    flag = "--" + key.replace("_", "-")
+    return (f"unknown setting {key!r} ({flag}): neither --strategy {strategy} "
+            f"(settings: {names(strategies.settings_class(strategy))}) nor --model {model} "
+            f"(settings: {names(models.settings_class(model))}) has it; `classbench models` lists every "
+            "component's settings")
+
+
+def explain(error: ValidationError, source: str | None = None) -> str:
     first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "spec"
-    source = f" (in {config})" if config else ""
+    where = str(first["loc"][-1]) if first["loc"] else "spec"
+    inside = f" (in {source})" if source else ""
     if first["type"] == "missing":
-        return f"missing setting {where!r}{source}: pass --{where.replace('_', '-')} or set it in the config"
+        return f"missing setting {where!r}{inside}: pass --{where.replace('_', '-')} or set it in the config"
     if first["type"] == "extra_forbidden":
-        known = ", ".join(sorted(RunSpec.model_fields))
-        return f"unknown setting {where!r}{source}; known settings: {known}"
+        return f"unknown setting {where!r}{inside}; `classbench run --help` and `classbench models` list the settings"
     if first["type"] == "value_error":  # our own validators explain, and the input may hold a secret
-        return f"bad value for {where!r}{source}: {first['msg'].removeprefix('Value error, ')}"
-    return f"bad value for {where!r}{source}: {first['msg']} (got {first.get('input')!r})"
+        return f"bad value for {where!r}{inside}: {first['msg'].removeprefix('Value error, ')}"
+    return f"bad value for {where!r}{inside}: {first['msg']} (got {first.get('input')!r})"
 
 
-def identity_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+# --- stored specs: upgrading classbench 0.1's flat records ------------------------------------------
+
+def is_flat(record: dict[str, Any]) -> bool:
+    """classbench 0.1 stored the spec flat: `model` was a name, not a {name, settings} mapping."""
+    return isinstance(record.get("model"), str)
+
+
+def upgrade(flat: dict[str, Any]) -> dict[str, Any]:
+    """A classbench 0.1 (flat) spec or identity in the nested form, for a resume or a report.
+
+    Settings that neither the run's model nor its strategy declares had no effect in 0.1 (it
+    accepted them with a note), so they are dropped."""
+    nested, loose = _empty(), {}
+    _absorb(flat, nested, loose)
+    nested["strategy"].setdefault("name", "direct")
+    route(loose, nested)
+    return {section: values for section, values in nested.items() if values}
+
+
+def stored(record: dict[str, Any] | None) -> dict[str, Any]:
+    """A spec read back from a run folder, in the nested form whatever release wrote it."""
+    record = dict(record or {})
+    return upgrade(record) if is_flat(record) else record
+
+
+def flat_view(record: dict[str, Any] | None) -> dict[str, Any]:
+    """A stored spec as one flat mapping named as the flags are (`dataset`, `classes`, `model`,
+    `shuffles`, …): for reports that show or group runs by their settings."""
+    nested = stored(record)
+    flat: dict[str, Any] = {}
+    for name, (section, field) in GENERAL.items():
+        if field in (nested.get(section) or {}):
+            flat[name] = nested[section][field]
+    for kind in ("model", "strategy"):
+        component = nested.get(kind) or {}
+        flat[kind] = component.get("name")
+        for key, value in (component.get("settings") or {}).items():
+            flat.setdefault(key, value)
+    return flat
+
+
+def identity_differences(stored_identity: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """What differs between a stored run's identity and the current spec's, as `field: old → new`.
 
     A setting added to classbench after the run started is no difference while it keeps its
     default (the run was made with the behaviour the default preserves), so an upgrade never
-    strands a half-finished run.
+    strands a half-finished run; the same holds for a 0.1 identity, upgraded first.
     """
+    old = _flatten(stored(stored_identity))
+    new = _flatten(current)
+    defaults = _flatten(_default_identity(current))
     changed = []
-    for key in sorted(set(stored) | set(current)):
-        if key not in stored and key in RunSpec.model_fields:
-            old = RunSpec.model_fields[key].get_default(call_default_factory=True)
-        else:
-            old = stored.get(key)
-        if old != current.get(key):
-            changed.append(f"{key}: {old!r} → {current.get(key)!r}")
+    for key in sorted(set(old) | set(new)):
+        if key not in new and key not in defaults:
+            continue  # a setting this release no longer has, or now counts as runtime: nothing to compare
+        before = old.get(key, defaults.get(key))
+        after = new.get(key, defaults.get(key))
+        if before != after:
+            changed.append(f"{key}: {before!r} → {after!r}")
     return changed
+
+
+def _default_identity(current: dict[str, Any]) -> dict[str, Any]:
+    """The identity of a run of the same model and strategy with every other setting at its default."""
+    try:
+        spec = RunSpec(dataset=DatasetSpec(source=current["dataset"]["source"]),
+                       model=ComponentSpec(name=current["model"]["name"]),
+                       strategy=ComponentSpec(name=current["strategy"]["name"]))
+    except (KeyError, TypeError, UserError, ValidationError):
+        return {}
+    return spec.identity()
+
+
+def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict) and value and key != "options":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -14,21 +14,16 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from classbench.datasets.base import Sample
 from classbench.errors import UserError
+from classbench.records import MODEL_ERROR, Prediction, Question
 from classbench.spec import identity_differences
 
 STORE_NAME = "run.sqlite"
 SCHEMA_VERSION = "1"
-
-UNREADABLE = "unreadable image: "
-"""Error prefix of an image that could not be decoded: final, never retried."""
-MODEL_ERROR = "model error: "
-"""Error prefix of an image the model failed on: the next run of the same folder asks it again."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -71,32 +66,6 @@ CREATE TABLE IF NOT EXISTS sessions (
     peak_gpu_gb REAL
 );
 """
-
-
-@dataclass(frozen=True)
-class Question:
-    """One question asked of a model about one image, and what came back."""
-
-    key: str
-    prompt: str | None = None
-    answer: str | None = None
-    label: str | None = None
-    latency_s: float | None = None
-    tokens_in: int | None = None
-    tokens_out: int | None = None
-    detail: dict[str, Any] | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Prediction:
-    image: str
-    label: str
-    prediction: str | None
-    status: str
-    error: str | None = None
-    latency_s: float | None = None
-    detail: dict[str, Any] | None = field(default=None)
 
 
 class Store:
@@ -239,6 +208,18 @@ class Store:
         )
         for row in rows:
             yield row[0], _question(row[1:])
+
+    def token_rows(self, after_id: int = 0) -> Iterator[tuple[int, str, int | None, int | None]]:
+        """(row id, image, tokens in, tokens out) of the questions stored after row `after_id`, in order:
+        what a spending cap reads incrementally."""
+        yield from self.db.execute(
+            "SELECT id, image, tokens_in, tokens_out FROM questions WHERE id > ? ORDER BY id", (after_id,))
+
+    def token_totals(self) -> tuple[int, int]:
+        """Input and output tokens over every question in the store (failed attempts report none)."""
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(tokens_in), 0), COALESCE(SUM(tokens_out), 0) FROM questions").fetchone()
+        return int(row[0]), int(row[1])
 
     # --- sessions: speed and memory --------------------------------------------------------------
 

@@ -52,7 +52,7 @@ def slug(text: str) -> str:
 
 
 def point_folder(out: Path, spec: RunSpec) -> Path:
-    return out / f"{slug(spec.model)}-{slug(spec.strategy)}" / f"n{spec.classes}"
+    return out / f"{slug(spec.model.name)}-{slug(spec.strategy.name)}" / f"n{spec.sample.classes}"
 
 
 def plan(bases: Sequence[RunSpec], sizes: Sequence[int], out: Path) -> list[Point]:
@@ -60,7 +60,7 @@ def plan(bases: Sequence[RunSpec], sizes: Sequence[int], out: Path) -> list[Poin
     points = []
     for base in bases:
         for size in sizes:
-            spec = RunSpec(**{**base.model_dump(), "classes": size})
+            spec = base.with_classes(size)
             points.append(Point(spec, point_folder(out, spec)))
     folders = [point.folder for point in points]
     if len(set(folders)) != len(folders):
@@ -72,11 +72,12 @@ def check_sizes(spec: RunSpec, sizes: Sequence[int]) -> None:
     """Fail before the first point runs, not after hours, when a class count cannot be sampled."""
     from classbench.datasets import open_dataset, select
 
-    dataset = open_dataset(spec.dataset, label_file=spec.label_file, split=spec.split,
-                           image_column=spec.image_column, label_column=spec.label_column)
+    source = spec.dataset
+    dataset = open_dataset(source.source, label_file=source.label_file, split=source.split,
+                           image_column=source.image_column, label_column=source.label_column)
     for size in sizes:
         try:
-            select(dataset, size, spec.per_class, spec.seed, spec.background)
+            select(dataset, size, spec.sample.per_class, spec.sample.seed, spec.sample.background)
         except UserError as error:
             raise UserError(f"sweep point N={size}: {error}") from None
 
@@ -86,7 +87,7 @@ def run_points(points: Sequence[Point], execute: Callable[[Point], dict[str, Any
     """Run each point; `execute` returns the point's metrics, kept with the folder they came from."""
     results = []
     for index, point in enumerate(points, 1):
-        log(f"sweep point {index}/{len(points)}: {point.spec.model} · {point.spec.strategy} · "
-            f"{point.spec.classes} classes → {point.folder}")
+        log(f"sweep point {index}/{len(points)}: {point.spec.model.name} · {point.spec.strategy.name} · "
+            f"{point.spec.sample.classes} classes → {point.folder}")
         results.append({**execute(point), "folder": str(point.folder)})
     return results

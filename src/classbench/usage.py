@@ -7,7 +7,6 @@ later run answers them (their rows are replaced then), so nothing is dropped sil
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from classbench import pricing
@@ -20,17 +19,18 @@ LISTED = 200
 def summary(store: Store, n_images: int) -> dict[str, Any]:
     """`questions`, `retries` (attempts beyond the first), `failed_questions` (still unanswered),
     token totals; `cost_usd` and `cost_per_1000_images` when the run has prices."""
-    rows = store.db.execute("SELECT image, key, detail, error FROM questions ORDER BY id").fetchall()
+    questions = 0
     retries = 0
     failed = []
-    for image, key, detail, error in rows:
-        attempts = int((json.loads(detail) if detail else {}).get("attempts", 1))
+    for image, question in store.all_questions():
+        questions += 1
+        attempts = int((question.detail or {}).get("attempts", 1))
         retries += attempts - 1
-        if error is not None:
-            failed.append({"image": image, "key": key, "attempts": attempts, "error": error})
-    tokens_in, tokens_out = pricing.tokens(store)
+        if question.error is not None:
+            failed.append({"image": image, "key": question.key, "attempts": attempts, "error": question.error})
+    tokens_in, tokens_out = store.token_totals()
     result: dict[str, Any] = {
-        "questions": len(rows),
+        "questions": questions,
         "retries": retries,
         "n_failed_questions": len(failed),
         "failed_questions": failed[:LISTED],

@@ -29,7 +29,7 @@ def score_full_forward(backend: Any, request: ScoreRequest) -> Scores:
     inputs = model_inputs(backend, [request.image], [request.prompt])
     prompt_ids = inputs["input_ids"][0].tolist()
     length = len(prompt_ids)
-    stops = torch.tensor(sorted(backend._stop_ids()), device=backend.device)
+    stops = torch.tensor(sorted(backend.stop_ids()), device=backend.device)
     answers = [answer_ids(backend.tokenizer, name, prompt_ids) for name in request.candidates]
     logprob = np.zeros(len(answers))
     for index, ids in enumerate(answers):
@@ -39,6 +39,9 @@ def score_full_forward(backend: Any, request: ScoreRequest) -> Scores:
                 joined[key] = torch.cat([value, torch.tensor([ids], device=value.device)], dim=1)
             elif torch.is_tensor(value) and value.dim() == 2 and value.shape[1] == length:
                 joined[key] = torch.cat([value, value.new_full((1, len(ids)), APPENDED_VALUE[key])], dim=1)
+            elif torch.is_tensor(value) and value.dim() > 2 and value.shape[1] == length:
+                # mllama's cross-attention mask (token × image × tile): an answer token sees what the last prompt token saw.
+                joined[key] = torch.cat([value, value[:, -1:].expand(-1, len(ids), *value.shape[2:])], dim=1)
         logits = torch.log_softmax(backend.model(**joined).logits[0, length - 1:].float(), dim=-1)
         positions = torch.arange(len(ids), device=backend.device)
         total = logits[positions, torch.tensor(ids, device=backend.device)].sum()

@@ -16,15 +16,19 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 from PIL import Image
+from pydantic import Field
 
 from classbench.errors import UserError
 from classbench.models.base import ZeroShotModel
-from classbench.models.torch_utils import file_sha256, peak_gpu_gb, resolve_device
+from classbench.models.torch_utils import file_sha256, inference_mode, peak_gpu_gb, resolve_device
+from classbench.settings import Settings, option_only
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_TEMPLATES: tuple[str, ...] = (
     "a photo of a {}.",
@@ -40,14 +44,22 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
 template string). `{}` is replaced by the class name."""
 
 TEXT_BATCH = 256
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+"""Our dtype names → torch's."""
 TEXT_PADDING = {"siglip": "max_length", "siglip2": "max_length"}
 """SigLIP text towers were trained on text padded to the full length and pool the last position,
 so shorter padding changes their embeddings; CLIP pools at the end-of-text token and pads to the
 longest text."""
 
-ImageEncoder = Callable[[Sequence[Image.Image]], torch.Tensor]
-TextEncoder = Callable[[list[str]], torch.Tensor]
+ImageEncoder = Callable[[Sequence[Image.Image]], Any]
+TextEncoder = Callable[[list[str]], Any]
+"""Each returns a torch tensor of features, one row per input."""
+
+
+class ClipSettings(Settings):
+    dtype: Literal["fp32", "fp16", "bf16"] = Field(default="fp32", description="weights' dtype")
+    templates: str | list[str] | None = option_only(
+        None, "prompt templates with {} for the class name: one template, a file with one per line, or a YAML list")
 
 
 @dataclass
@@ -60,6 +72,8 @@ class ImageTextModel(ZeroShotModel):
     _classes: dict[tuple[str, ...], torch.Tensor] = field(default_factory=dict, repr=False)
 
     def prepare_classes(self, class_names: Sequence[str], cache_dir: Path | None = None) -> dict[str, Any]:
+        import torch
+
         names = tuple(class_names)
         key = self._cache_key(names)
         path = Path(cache_dir) / f"text_embeddings-{key}.npz" if cache_dir is not None else None
@@ -73,8 +87,10 @@ class ImageTextModel(ZeroShotModel):
         return {"templates": list(self.templates), "text_embeddings_file": path.name if path else None,
                 "text_embeddings_cached": cached}
 
-    @torch.inference_mode()
+    @inference_mode
     def classify_classes(self, images: Sequence[Image.Image], class_names: Sequence[str]) -> np.ndarray:
+        import torch
+
         names = tuple(class_names)
         if names not in self._classes:
             self.prepare_classes(names)
@@ -82,15 +98,19 @@ class ImageTextModel(ZeroShotModel):
         logits = self.logit_scale * features @ self._classes[names].T
         return torch.softmax(logits, dim=-1).numpy()
 
-    @torch.inference_mode()
+    @inference_mode
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Unit-length image embeddings, the features CLIP-style linear probes are usually fitted on."""
+        import torch
+
         return torch.nn.functional.normalize(self.encode_images(images).float(), dim=-1).cpu().numpy()
 
     def peak_gpu_gb(self) -> float | None:
         return peak_gpu_gb()
 
     def close(self) -> None:
+        import torch
+
         self.network = self.encode_images = self.encode_texts = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -99,8 +119,10 @@ class ImageTextModel(ZeroShotModel):
         text = json.dumps([self.model_id, self.revision, list(self.templates), list(names)], ensure_ascii=False)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    @torch.inference_mode()
+    @inference_mode
     def _class_embeddings(self, names: tuple[str, ...]) -> np.ndarray:
+        import torch
+
         texts = [template.format(name) for name in names for template in self.templates]
         parts = [self.encode_texts(texts[start:start + TEXT_BATCH]).float().cpu()
                  for start in range(0, len(texts), TEXT_BATCH)]
@@ -156,16 +178,18 @@ def read_templates(value: Any) -> tuple[str, ...]:
 
 def _features(output: Any) -> torch.Tensor:
     """transformers 5 returns a model output whose pooler_output is the projected embedding."""
+    import torch
+
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
-def load_hf_clip(name: str, options: dict[str, Any], device: str) -> ImageTextModel:
+def load_hf_clip(name: str, settings: ClipSettings, device: str) -> ImageTextModel:
     from transformers import AutoModel, AutoProcessor
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    templates = read_templates(options.get("templates"))
-    dtype = _dtype(options.get("dtype", "fp32"))
+    templates = read_templates(settings.templates)
+    dtype = _dtype(settings.dtype)
     target = resolve_device(device)
     try:
         processor = AutoProcessor.from_pretrained(name)
@@ -205,7 +229,9 @@ def load_hf_clip(name: str, options: dict[str, Any], device: str) -> ImageTextMo
     )
 
 
-def load_open_clip(name: str, options: dict[str, Any], device: str) -> ImageTextModel:
+def load_open_clip(name: str, settings: ClipSettings, device: str) -> ImageTextModel:
+    import torch
+
     try:
         import open_clip
     except ImportError:
@@ -218,8 +244,8 @@ def load_open_clip(name: str, options: dict[str, Any], device: str) -> ImageText
             raise UserError(f"open_clip:{name}: name the weights as open_clip:ARCH/TAG, e.g. "
                             "open_clip:ViT-B-32/laion2b_s34b_b79k (tags: open_clip.list_pretrained()); "
                             "TAG may also be a local checkpoint file")
-    templates = read_templates(options.get("templates"))
-    dtype = _dtype(options.get("dtype", "fp32"))
+    templates = read_templates(settings.templates)
+    dtype = _dtype(settings.dtype)
     target = resolve_device(device)
     try:
         network, _, preprocess = open_clip.create_model_and_transforms(architecture, pretrained=tag, device=target)
@@ -248,14 +274,16 @@ def load_open_clip(name: str, options: dict[str, Any], device: str) -> ImageText
     )
 
 
-def _dtype(value: Any) -> torch.dtype:
+def _dtype(value: Any) -> Any:
+    import torch
+
     if value not in DTYPES:
-        raise UserError(f"--option dtype={value}: expected one of {', '.join(DTYPES)}")
-    return DTYPES[value]
+        raise UserError(f"--dtype {value}: expected one of {', '.join(DTYPES)}")
+    return getattr(torch, DTYPES[value])
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
-    return next(name for name, known in DTYPES.items() if known == dtype)
+def _dtype_name(dtype: Any) -> str:
+    return next(name for name, known in DTYPES.items() if str(dtype) == f"torch.{known}")
 
 
 def _hf_revision(name: str, network: torch.nn.Module) -> str | None:

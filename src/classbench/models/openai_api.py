@@ -35,12 +35,48 @@ from classbench.errors import UserError
 from classbench.models.base import Generation, GenerationRequest, Generator
 from classbench.models.ratelimit import Backoff, RateLimiter, retry_after_s
 
-try:
-    import openai
-except ModuleNotFoundError:
-    raise UserError("--model openai:… needs the OpenAI client: pip install 'classbench[openai]'") from None
+from pydantic import Field, field_validator
+
+from classbench.settings import Settings, option_only, runtime
 
 OPENAI_URL = "https://api.openai.com/v1"
+
+
+class OpenAISettings(Settings):
+    """Server settings are runtime: the model name is the run's identity, so a fleet may change between
+    sessions of one run. Sampling settings decide answers and are not."""
+
+    base_url: list[str] | None = runtime(None, "server URL ending in /v1 (vLLM, SGLang, transformers serve); repeat "
+                                         "for a fleet that shares the load [default: the OpenAI API]")
+    api_key_env: str = runtime("OPENAI_API_KEY", "environment variable that holds the API key (never stored)")
+    concurrency: int = runtime(16, "requests in flight across all servers; keep --batch-size at least this high",
+                               ge=1)
+    rpm: float | None = runtime(None, "at most this many requests per minute, retries included", gt=0)
+    timeout_s: float = runtime(60.0, "seconds before a request is abandoned and retried", gt=0)
+    max_retries: int = runtime(6, "retries per question on 429, 5xx, timeouts, dropped connections, malformed "
+                                  "answers", ge=0)
+    price_in: float | None = runtime(None, "USD per million input tokens [default: classbench's price table, for "
+                                           "known API models]", ge=0)
+    price_out: float | None = runtime(None, "USD per million output tokens [default: the price table]", ge=0)
+    max_pixels: int | None = Field(default=None, ge=1, description="at most this many pixels per image")
+    temperature: float | None = option_only(0.0, "sampling temperature (0: greedy)")
+    top_logprobs: int = option_only(0, "likely first answer tokens to ask for with every question, 0–20", ge=0,
+                                    le=20)
+    image_detail: str | None = option_only(None, "the API's image `detail` (low, high, auto)")
+    backoff_s: float = option_only(1.0, "first retry delay in seconds (doubles, with jitter)", runtime_setting=True,
+                                   gt=0)
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _no_credentials(cls, value: Any) -> Any:
+        urls = [value] if isinstance(value, str) else value
+        for url in urls or ():
+            parts = urlsplit(str(url))
+            if parts.username or parts.password:
+                raise ValueError(f"{parts.scheme}://…@{parts.hostname}: a user or password in the URL would be "
+                                 "stored with the run; put the key in an environment variable (--api-key-env)")
+        return urls
+
 RETRY_STATUS = frozenset({408, 409, 429})
 """Besides 5xx: statuses that say "try again", not "your request is wrong"."""
 REST_CAP_S = 30.0
@@ -179,6 +215,8 @@ class OpenAIBackend(Generator):
         """Say whether a failed attempt is worth repeating; refuse the run outright when no
         request can succeed (a rejected key, a model the server does not serve)."""
         where = f" from {endpoint.url}" if len(self.endpoints) > 1 else ""
+        import openai
+
         if isinstance(error, openai.APIStatusError):
             status = error.status_code
             message = _message(error)
@@ -238,6 +276,8 @@ class OpenAIBackend(Generator):
 
     async def _served(self, endpoint: _Endpoint, tries: int = 3) -> list[str]:
         """The server's model ids; empty when it has no listing (or it keeps failing with 5xx)."""
+        import openai
+
         for attempt in range(1, tries + 1):
             try:
                 return [model.id for model in (await endpoint.client.models.list()).data]
@@ -284,7 +324,7 @@ def _first_token_logprobs(choice: Any) -> tuple[str | None, dict[str, float] | N
     return first.token, alternatives
 
 
-def _message(error: openai.APIStatusError) -> str:
+def _message(error: Any) -> str:
     body = error.body
     if isinstance(body, dict):
         inner = body.get("error", body)
@@ -301,55 +341,52 @@ def _public(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
-def load_openai(name: str, options: dict[str, Any], device: str) -> OpenAIBackend:
-    """Options (from flags): base_url (list), api_key_env, concurrency, rpm, timeout_s, max_retries,
-    price_in, price_out, max_pixels; (from --option) temperature, top_logprobs, image_detail,
-    backoff_s."""
-    urls = list(options.get("base_url") or [OPENAI_URL])
-    key_env = str(options.get("api_key_env") or "OPENAI_API_KEY")
+def load_openai(name: str, settings: OpenAISettings, device: str) -> OpenAIBackend:
+    try:
+        import openai
+    except ModuleNotFoundError:
+        raise UserError("--model openai:… needs the OpenAI client: pip install 'classbench[openai]'") from None
+
+    urls = list(settings.base_url or [OPENAI_URL])
+    key_env = settings.api_key_env
     key = os.environ.get(key_env) or None
     if key is None and any(_public(url) == OPENAI_URL for url in urls):
         raise UserError(f"--model openai:{name} calls the OpenAI API, which needs a key: set the environment "
                         f"variable {key_env}, or pass --base-url for a local server (vLLM, SGLang, transformers serve)")
-    timeout = float(options.get("timeout_s") or 60.0)
-    top_logprobs = int(options.get("top_logprobs") or 0)
-    if not 0 <= top_logprobs <= 20:
-        raise UserError(f"--option top_logprobs={top_logprobs}: the API accepts 0 to 20")
-    backoff = Backoff(base_s=float(options.get("backoff_s") or 1.0))
-    prices = pricing.lookup(name, options.get("price_in"), options.get("price_out"))
+    prices = pricing.lookup(name, settings.price_in, settings.price_out)
     loop = asyncio.new_event_loop()
     endpoints = [
         _Endpoint(_public(url),
-                  openai.AsyncOpenAI(api_key=key or "EMPTY", base_url=url, max_retries=0, timeout=timeout))
+                  openai.AsyncOpenAI(api_key=key or "EMPTY", base_url=url, max_retries=0, timeout=settings.timeout_s))
         for url in urls
     ]
-    settings: dict[str, Any] = {
+    described: dict[str, Any] = {
         "base_urls": [endpoint.url for endpoint in endpoints],
         "api_key": f"from ${key_env}" if key else "none",
-        "concurrency": int(options.get("concurrency") or 16),
-        "rpm": options.get("rpm"),
-        "timeout_s": timeout,
-        "max_retries": int(options.get("max_retries") if options.get("max_retries") is not None else 6),
-        "temperature": None if options.get("temperature", 0.0) is None else float(options.get("temperature", 0.0)),
-        "max_pixels": options.get("max_pixels"),
-        "top_logprobs": top_logprobs,
-        "image_detail": options.get("image_detail"),
+        "concurrency": settings.concurrency,
+        "rpm": settings.rpm,
+        "timeout_s": settings.timeout_s,
+        "max_retries": settings.max_retries,
+        "temperature": settings.temperature,
+        "max_pixels": settings.max_pixels,
+        "top_logprobs": settings.top_logprobs,
+        "image_detail": settings.image_detail,
         "image_format": "png",
         **(prices.settings() if prices else {}),
     }
     backend = OpenAIBackend(
         model_id=f"openai:{name}",
-        settings=settings,
+        settings=described,
         endpoints=endpoints,
         name=name,
-        concurrency=settings["concurrency"],
-        rpm=settings["rpm"],
-        max_retries=settings["max_retries"],
-        backoff=backoff,
-        max_pixels=settings["max_pixels"],
-        temperature=settings["temperature"],
-        top_logprobs=top_logprobs,
-        image_detail=settings["image_detail"],
+        concurrency=settings.concurrency,
+        rpm=settings.rpm,
+        max_retries=settings.max_retries,
+        backoff=Backoff(base_s=settings.backoff_s),
+        max_pixels=settings.max_pixels,
+        temperature=settings.temperature,
+        top_logprobs=settings.top_logprobs,
+        image_detail=settings.image_detail,
         secret=key,
         loop=loop,
     )

@@ -1,14 +1,36 @@
-"""Small torch helpers shared by the local backends (imported only by them)."""
+"""Small torch helpers shared by the local backends.
+
+torch is imported inside each helper, so a backend module that uses them stays cheap to import
+(the command line reads backends' settings at start-up, before any model is loaded).
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
-import torch
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def resolve_device(device: str) -> torch.device:
+def inference_mode(method: F) -> F:
+    """`torch.inference_mode()` as a decorator that imports torch only when called."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return method(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def resolve_device(device: str) -> Any:
+    import torch
+
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -25,6 +47,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 def peak_gpu_gb() -> float | None:
+    import torch
+
     if not torch.cuda.is_available():
         return None
     return round(torch.cuda.max_memory_allocated() / 1024**3, 3)

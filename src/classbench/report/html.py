@@ -28,6 +28,7 @@ from classbench.errors import UserError
 from classbench.report import compare as comparing
 from classbench.report import plots
 from classbench.report.leaderboard import load_metrics
+from classbench.spec import flat_view
 from classbench.store import STORE_NAME, Store
 from classbench.sweep import slug
 
@@ -157,7 +158,7 @@ def _gallery(folder: Path, metrics: dict[str, Any], datasets: _Datasets) -> tupl
         wanted = {p.image for p in chosen}
         answers = {image: [_clip(f"{key}: {question.answer}") for key, question in asked.items()]
                    for image, asked in store.questions_for(wanted).items()}
-        spec = store.meta("spec") or {}
+        spec = flat_view(store.meta("spec"))
     finally:
         store.close()
     if not wrong:
@@ -250,7 +251,7 @@ def _groups(results: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str,
     groups: dict[str, list[dict[str, Any]]] = {}
     settings: dict[str, dict[str, Any]] = {}
     for m in results:
-        spec = {key: value for key, value in (m.get("spec") or {}).items() if key not in ignored}
+        spec = {key: value for key, value in flat_view(m.get("spec")).items() if key not in ignored}
         spec.update(model=m.get("model"), strategy=m.get("strategy"))
         key = json.dumps(spec, sort_keys=True, default=str)
         groups.setdefault(key, []).append(m)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from classbench.errors import UserError
 from classbench.models.base import Generation, GenerationRequest, Generator
-from classbench.store import MODEL_ERROR, Question
+from classbench.records import MODEL_ERROR, Question
 from classbench.strategies.base import Item, Step
 
 T = TypeVar("T")

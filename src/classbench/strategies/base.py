@@ -4,32 +4,42 @@ The runner hands a strategy a chunk of items (image, label, and the questions al
 for it in the store) and records each `Step` the strategy yields in one transaction. A step
 without a prediction saves progress inside an image (one shuffle of a closed-set question, say),
 so a killed run resumes at question granularity: a strategy looks in `item.done` before asking.
+
+Data flows one way: an `Item` is read-only to the strategy (what it asks during a chunk it keeps
+in its own state), and a `Step` carries only plain records (`classbench.records`); the runner
+alone writes them to the store.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar, Generic, TypeVar
 
 from PIL import Image
 
 from classbench.datasets.base import Sample
 from classbench.errors import UserError
 from classbench.models.base import Backend
-from classbench.store import Question
+from classbench.records import Question
+from classbench.settings import Settings
 
-if TYPE_CHECKING:
-    from classbench.spec import RunSpec
+S = TypeVar("S", bound=Settings)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Item:
     image_id: str
     label: str
     image: Image.Image
-    done: dict[str, Question] = field(default_factory=dict)
+    done: Mapping[str, Question] = field(default_factory=lambda: MappingProxyType({}))
+    """Questions answered before this chunk (from the store); read-only."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.done, MappingProxyType):
+            object.__setattr__(self, "done", MappingProxyType(dict(self.done)))
 
 
 @dataclass(frozen=True)
@@ -44,65 +54,42 @@ class Step:
 
 @dataclass(frozen=True)
 class Context:
-    """What a strategy knows about the run: the label set and the settings it may read."""
+    """What a strategy learns from the run, beyond its own settings: the label set and the run's facts."""
 
     classes: list[str]
-    background: str | None
-    seed: int
-    options: dict[str, Any]
-    out: Any = None  # the run folder, for files a strategy writes beside the store
-    label_map: str | None = None
-    map_threshold: float = 0.5
-    prompt: str | None = None
-    shuffles: int = 1
-    binary_order: str = "seeded"
-    max_new_tokens: int = 10
-    score_norm: str = "sum"
-    calibrate: bool = False
+    background: str | None = None
+    seed: int = 0
     batch_size: int = 16
     """Requests per model call; a strategy may split a chunk's questions into calls of this size."""
+    out: Any = None
+    """The run folder, for files a strategy writes beside the store (a label map, a fitted probe)."""
     shots: Sequence[Sample] = ()
     """Labelled samples held out of the evaluation set for strategies that learn (probe)."""
     load_image: Callable[[Sample], Image.Image] | None = None
     """Decodes a shot sample (the dataset's `load`); raises ImageLoadError for an unreadable one."""
 
-    @classmethod
-    def strategy_settings(cls) -> frozenset[str]:
-        """The settings that only some strategies read (the rest concern every run)."""
-        from classbench.spec import RunSpec
 
-        general = {"classes", "background", "seed", "options", "batch_size", "shots"}
-        return frozenset(f.name for f in fields(cls) if f.name in RunSpec.model_fields and f.name not in general)
+class Strategy(ABC, Generic[S]):
+    """One way of asking. Subclasses declare the backend capability they use (`needs`) and receive
+    their validated settings (the class named by their registry entry)."""
 
-    @classmethod
-    def from_spec(cls, spec: RunSpec, **run_facts: Any) -> Context:
-        """Every setting a strategy reads, taken from the spec by name, plus what the run found
-        (classes, background, shots, the run folder, the image loader)."""
-        settings = {f.name: getattr(spec, f.name) for f in fields(cls) if f.name in type(spec).model_fields}
-        return cls(**{**settings, **run_facts})
-
-
-class Strategy(ABC):
     name: ClassVar[str]
-    needs: ClassVar[str | tuple[str, ...]]
-    """The backend capability this strategy uses (a tuple: any one of them)."""
-    options: ClassVar[frozenset[str]] = frozenset()
-    """The `--option KEY=VALUE` keys this strategy reads."""
-    settings: ClassVar[frozenset[str]] = frozenset()
-    """The strategy-specific run settings (Context fields such as `shuffles`) this strategy reads."""
+    needs: ClassVar[str]
+    """The backend capability this implementation uses; the registry picks the implementation whose
+    capability the model has."""
     atomic_chunks: ClassVar[bool] = False
     """True when a chunk is answered at once: the runner then writes it in one transaction, so a
     resumed run never splits a batch (and batch composition, hence numerics, stay identical)."""
 
-    def __init__(self, model: Backend, context: Context) -> None:
-        needs = (self.needs,) if isinstance(self.needs, str) else self.needs
-        if not any(need in model.capabilities for need in needs):
+    def __init__(self, model: Backend, settings: S, context: Context) -> None:
+        if self.needs not in model.capabilities:
             can = ", ".join(sorted(model.capabilities)) or "nothing"
             raise UserError(
-                f"--strategy {self.name} needs a model that can {' or '.join(needs)}; {model.model_id} can {can}. "
+                f"--strategy {self.name} needs a model that can {self.needs}; {model.model_id} can {can}. "
                 "`classbench models` lists which backend suits which strategy."
             )
         self.model = model
+        self.settings = settings
         self.context = context
 
     def describe(self) -> dict[str, Any]:

@@ -11,13 +11,8 @@ Keys are `ask:<class>`. A chunk is asked in rounds: round r asks every image sti
 its r-th class, in calls of `batch_size`. A question the model could not answer ends the image as
 a failed model error, retried by the next run; answered questions are never asked again.
 
-With a backend that shares prefixes (`shared_prefix`: the transformers backend), a chunk's
-remaining questions are asked in one `generate_shared` call instead, each image and the prompt's
-common start computed once, and its questions in a few waves along its order until a yes (or a
-failed question) ends it; the stop rule is then applied in the same order to the answers, and only
-the questions up to the first yes are stored. The answers are those of `generate`, so predictions,
-stored questions and their count equal the round-by-round way; questions after the first yes
-within its wave are computed and dropped, which costs less than a round per question.
+With a backend that shares prefixes, `binary_shared.SharedPrefixBinary` asks a chunk's questions
+over shared prefixes instead, with the same answers (see there).
 
 Where an answer comes with the first token's log-probabilities (`openai:` models with
 `--option top_logprobs=N` on a server that sends them), the question's detail also keeps `p_yes`
@@ -30,13 +25,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import Field
 
 from classbench.answers import parse_yes_no
 from classbench.models.base import Generation, Generator
 from classbench.models.logprobs import yes_probability
-from classbench.store import Question, Store
+from classbench.records import Question, RunRecords
+from classbench.settings import Settings
 from classbench.strategies.asking import ask, check_template, failed_step, fill, question, seeded_order
 from classbench.strategies.base import Context, Item, Step, Strategy
 
@@ -46,106 +44,86 @@ NONE = "(none)"
 REPLIES = {True: "yes", False: "no", None: "invalid"}
 
 
-def _stops(generation: Generation) -> bool:
+class BinarySettings(Settings):
+    prompt: str | None = Field(default=None, description="prompt template with {class} [default: the published prompt]")
+    binary_order: Literal["seeded", "fixed"] = Field(default="seeded", description="seeded (per image) or fixed "
+                                                                                    "(class-list) order of questions")
+    max_new_tokens: int = Field(default=10, ge=1, description="longest answer, in tokens")
+
+
+def stops(generation: Generation) -> bool:
     """An answer after which an image is asked nothing more: a yes, or a failed question."""
     return generation.error is not None or parse_yes_no(generation.text) is True
 
 
 @dataclass
-class _Walk:
+class Walk:
     """One image's way through its class order."""
 
     item: Item
     order: list[str]
     position: int = 0
-    new: list[Question] = field(default_factory=list)
+    answered: dict[str, Question] = field(default_factory=dict)
+    """The image's questions so far: those stored before the chunk, then those asked in it."""
+
+    def __post_init__(self) -> None:
+        self.answered = {**self.item.done, **self.answered}
 
 
-class Binary(Strategy):
+class Binary(Strategy[BinarySettings]):
+    """Round by round: round r asks every image still without a yes its r-th class."""
+
     name = "binary"
-    settings = frozenset({"prompt", "binary_order", "max_new_tokens"})
     needs = "generate"
     model: Generator
 
-    def __init__(self, model: Generator, context: Context) -> None:
-        super().__init__(model, context)
-        self.template = check_template(context.prompt or DEFAULT_PROMPT, "{class}", self.name)
+    def __init__(self, model: Generator, settings: BinarySettings, context: Context) -> None:
+        super().__init__(model, settings, context)
+        self.template = check_template(settings.prompt or DEFAULT_PROMPT, "{class}", self.name)
         self.askable = [name for name in context.classes if name != context.background]
         self.no_yes = context.background or NONE
-        self.share_prefix = "shared_prefix" in model.capabilities
-        """Ask a chunk's questions in one call over shared prefixes; False: round by round."""
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "prompt": self.template, "order": self.context.binary_order,
+        return {"name": self.name, "prompt": self.template, "order": self.settings.binary_order,
                 "no_yes": self.no_yes, "max_questions": len(self.askable),
-                "max_new_tokens": self.context.max_new_tokens}
+                "max_new_tokens": self.settings.max_new_tokens}
 
     def order(self, image_id: str) -> list[str]:
-        if self.context.binary_order == "fixed":
+        if self.settings.binary_order == "fixed":
             return list(self.askable)
         return seeded_order(self.askable, self.context.seed, image_id, "binary")
 
+    def start(self, items: Sequence[Item]) -> Iterator[Step | Walk]:
+        """Each item's walk; an item that stored answers already decide yields its final step instead."""
+        for item in items:
+            walk = Walk(item, self.order(item.image_id))
+            step = self.advance(walk)
+            yield walk if step is None else step
+
     def run(self, items: Sequence[Item]) -> Iterator[Step]:
         walks = []
-        for item in items:
-            walk = _Walk(item, self.order(item.image_id))
-            step = self._advance(walk)  # stored answers may already decide the image
-            if step is not None:
-                yield step
+        for started in self.start(items):
+            if isinstance(started, Step):
+                yield started
             else:
-                walks.append(walk)
-        if self.share_prefix:
-            yield from self._run_shared(walks)
-            return
+                walks.append(started)
         while walks:
             asks = [(walk, walk.item.image, fill(self.template, "{class}", walk.order[walk.position]))
                     for walk in walks]
             still = []
-            for answers in ask(self.model, asks, self.context.batch_size, self.context.max_new_tokens):
+            for answers in ask(self.model, asks, self.context.batch_size, self.settings.max_new_tokens):
                 for walk, prompt, generation in answers:
-                    asked = self._question(walk, prompt, generation)
+                    asked = self.question_for(walk, prompt, generation)
                     if asked.error:
                         yield failed_step(walk.item, [asked], asked.error)
                         continue
-                    step = self._advance(walk, asked)
+                    step = self.advance(walk, asked)
                     yield step or Step(item=walk.item, questions=[asked])
-                    walk.item.done[asked.key] = asked
                     if step is None:
                         still.append(walk)
             walks = still
 
-    def _run_shared(self, walks: list[_Walk]) -> Iterator[Step]:
-        if not walks:
-            return
-        names = [[name for name in walk.order[walk.position:] if f"{PREFIX}{name}" not in walk.item.done]
-                 for walk in walks]
-        prompts = [[fill(self.template, "{class}", name) for name in asked] for asked in names]
-        answers = self.model.generate_shared([(walk.item.image, asked) for walk, asked in zip(walks, prompts)],
-                                             self.context.max_new_tokens, stop=_stops)
-        for walk, asked, questions, generations in zip(walks, names, prompts, answers, strict=True):
-            if not (len(generations) == len(questions) or 0 < len(generations) < len(questions)
-                    and _stops(generations[-1])):
-                raise RuntimeError(f"{self.model.model_id} answered {len(generations)} of {len(questions)} "
-                                   f"questions about {walk.item.image_id}, the last not a yes")
-            yield self._stop_at_first_yes(walk, dict(zip(asked, zip(questions, generations))))
-
-    def _stop_at_first_yes(self, walk: _Walk, answers: dict[str, tuple[str, Generation]]) -> Step:
-        """Walk the order through answers computed at once; store the questions up to the first yes."""
-        spent = sum(generation.latency_s or 0.0 for _, generation in answers.values())
-        new: list[Question] = []
-        step = None
-        while step is None:
-            asked = self._question(walk, *answers[walk.order[walk.position]])
-            new.append(asked)
-            if asked.error:
-                step = failed_step(walk.item, new, asked.error)
-                break
-            step = self._advance(walk, asked)
-            walk.item.done[asked.key] = asked
-        # The time of the answers past the first yes belongs to the image too.
-        return replace(step, questions=[replace(q, latency_s=spent / len(new)) for q in new])
-
-    def _question(self, walk: _Walk, prompt: str, generation: Generation) -> Question:
+    def question_for(self, walk: Walk, prompt: str, generation: Generation) -> Question:
         name = walk.order[walk.position]
         reply = parse_yes_no(generation.text) if generation.error is None else None
         detail: dict[str, Any] = {"reply": REPLIES[reply], "round": walk.position}
@@ -154,12 +132,13 @@ class Binary(Strategy):
             detail["p_yes"] = None if p_yes is None else round(p_yes, 6)
         return question(f"{PREFIX}{name}", prompt, generation, name if reply else None, detail)
 
-    def _advance(self, walk: _Walk, asked: Question | None = None) -> Step | None:
+    def advance(self, walk: Walk, asked: Question | None = None) -> Step | None:
         """Move past answered classes; a final step at the first yes or the end, else None."""
         new = [asked] if asked else []
-        answered = {**walk.item.done, **({asked.key: asked} if asked else {})}
+        if asked:
+            walk.answered[asked.key] = asked
         while walk.position < len(walk.order):
-            previous = answered.get(f"{PREFIX}{walk.order[walk.position]}")
+            previous = walk.answered.get(f"{PREFIX}{walk.order[walk.position]}")
             if previous is None:
                 return None
             if (previous.detail or {}).get("reply") == "yes":
@@ -169,41 +148,40 @@ class Binary(Strategy):
         return Step(item=walk.item, questions=new, prediction=self.no_yes, final=True,
                     detail={"questions": walk.position, "outcome": "no yes"})
 
-    @classmethod
-    def summarise(cls, store: Store) -> dict[str, Any] | None:
-        """Questions per image, images that got no yes, and answers that were neither yes nor no."""
-        finished = [p for p in store.predictions() if p.status != "failed"]
-        label = {p.image: p.label for p in finished}
-        asked: dict[str, int] = defaultdict(int)
-        invalid = 0
-        p_yes: dict[bool, list[float]] = {True: [], False: []}
-        for image, q in store.all_questions():
-            if q.key.startswith(PREFIX) and q.error is None:
-                asked[image] += 1
-                invalid += (q.detail or {}).get("reply") == "invalid"
-                if image in label and (q.detail or {}).get("p_yes") is not None:
-                    p_yes[q.key[len(PREFIX):] == label[image]].append(q.detail["p_yes"])
-        if not finished:
-            return None
-        counts = [asked[p.image] for p in finished]
-        summary: dict[str, Any] = {
-            "questions_per_image": sum(counts) / len(counts),
-            "max_questions_per_image": max(counts),
-            "images_with_no_yes": sum((p.detail or {}).get("outcome") == "no yes" for p in finished),
-            "invalid_yes_no": invalid,
-            "questions": sum(asked.values()),
-        }
-        if p_yes[True] or p_yes[False]:
-            summary["mean_p_yes"] = {"own_class": sum(p_yes[True]) / len(p_yes[True]) if p_yes[True] else None,
-                                     "other_classes": sum(p_yes[False]) / len(p_yes[False]) if p_yes[False] else None}
-        return summary
 
-    @staticmethod
-    def summary_line(summary: dict[str, Any]) -> str:
-        line = (f"binary: {summary['questions_per_image']:.2f} questions per image "
-                f"(max {summary['max_questions_per_image']}), {summary['images_with_no_yes']} images with no yes, "
-                f"{summary['invalid_yes_no']} invalid yes/no answers")
-        if "mean_p_yes" in summary:
-            means = {key: "n/a" if value is None else f"{value:.3f}" for key, value in summary["mean_p_yes"].items()}
-            line += f"; mean p(yes) {means['own_class']} for the image's class, {means['other_classes']} for others"
-        return line
+def summarise(run: RunRecords) -> dict[str, Any] | None:
+    """Questions per image, images that got no yes, and answers that were neither yes nor no."""
+    finished = [p for p in run.predictions if p.status != "failed"]
+    label = {p.image: p.label for p in finished}
+    asked: dict[str, int] = defaultdict(int)
+    invalid = 0
+    p_yes: dict[bool, list[float]] = {True: [], False: []}
+    for image, q in run.questions:
+        if q.key.startswith(PREFIX) and q.error is None:
+            asked[image] += 1
+            invalid += (q.detail or {}).get("reply") == "invalid"
+            if image in label and (q.detail or {}).get("p_yes") is not None:
+                p_yes[q.key[len(PREFIX):] == label[image]].append(q.detail["p_yes"])
+    if not finished:
+        return None
+    counts = [asked[p.image] for p in finished]
+    summary: dict[str, Any] = {
+        "questions_per_image": sum(counts) / len(counts),
+        "max_questions_per_image": max(counts),
+        "images_with_no_yes": sum((p.detail or {}).get("outcome") == "no yes" for p in finished),
+        "invalid_yes_no": invalid,
+        "questions": sum(asked.values()),
+    }
+    if p_yes[True] or p_yes[False]:
+        summary["mean_p_yes"] = {"own_class": sum(p_yes[True]) / len(p_yes[True]) if p_yes[True] else None,
+                                 "other_classes": sum(p_yes[False]) / len(p_yes[False]) if p_yes[False] else None}
+    return summary
+
+def summary_line(summary: dict[str, Any]) -> str:
+    line = (f"binary: {summary['questions_per_image']:.2f} questions per image "
+            f"(max {summary['max_questions_per_image']}), {summary['images_with_no_yes']} images with no yes, "
+            f"{summary['invalid_yes_no']} invalid yes/no answers")
+    if "mean_p_yes" in summary:
+        means = {key: "n/a" if value is None else f"{value:.3f}" for key, value in summary["mean_p_yes"].items()}
+        line += f"; mean p(yes) {means['own_class']} for the image's class, {means['other_classes']} for others"
+    return line

@@ -19,9 +19,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from pydantic import Field
+
 from classbench.answers import AnswerMapper
 from classbench.models.base import Generator
-from classbench.store import Question, Store
+from classbench.records import Question, RunRecords
+from classbench.settings import Settings
 from classbench.strategies.asking import ask, check_template, failed_step, fill, question, seeded_order
 from classbench.strategies.base import Context, Item, Step, Strategy
 
@@ -31,31 +34,38 @@ PREFIX = "shuffle:"
 TIE_BREAK = "earliest shuffle among the tied labels"
 
 
-class ClosedSet(Strategy):
+class ClosedSetSettings(Settings):
+    prompt: str | None = Field(default=None, description="prompt template with {classes} [default: the published prompt]")
+    shuffles: int = Field(default=1, ge=1, description="ask each image K times, class names in a seeded order; "
+                                                        "majority vote")
+    max_new_tokens: int = Field(default=10, ge=1, description="longest answer, in tokens")
+
+
+class ClosedSet(Strategy[ClosedSetSettings]):
     name = "closed-set"
-    settings = frozenset({"prompt", "shuffles", "max_new_tokens"})
     needs = "generate"
     model: Generator
 
-    def __init__(self, model: Generator, context: Context) -> None:
-        super().__init__(model, context)
-        self.template = check_template(context.prompt or DEFAULT_PROMPT, "{classes}", self.name)
+    def __init__(self, model: Generator, settings: ClosedSetSettings, context: Context) -> None:
+        super().__init__(model, settings, context)
+        self.template = check_template(settings.prompt or DEFAULT_PROMPT, "{classes}", self.name)
         self.mapper = AnswerMapper(context.classes)
-        self.shuffles = context.shuffles
+        self.shuffles = settings.shuffles
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "prompt": self.template, "shuffles": self.shuffles, "tie_break": TIE_BREAK,
-                "max_new_tokens": self.context.max_new_tokens}
+                "max_new_tokens": self.settings.max_new_tokens}
 
     def order(self, image_id: str, shuffle: int) -> list[str]:
         return seeded_order(self.context.classes, self.context.seed, image_id, "closed-set", shuffle)
 
     def run(self, items: Sequence[Item]) -> Iterator[Step]:
         asks = []
+        answered: dict[int, dict[str, Question]] = {id(item): dict(item.done) for item in items}
         for item in items:
             missing = [k for k in range(self.shuffles) if f"{PREFIX}{k}" not in item.done]
             if not missing:
-                yield self._final(item, [])
+                yield self._final(item, answered[id(item)], [])
             for k in missing:
                 order = self.order(item.image_id, k)
                 asks.append(((item, k, order), item.image, fill(self.template, "{classes}", ", ".join(order))))
@@ -64,7 +74,7 @@ class ClosedSet(Strategy):
         pending = list(asks)
         while pending:
             call, pending = _take(pending, self.context.batch_size, failed)
-            for answers in ask(self.model, call, len(call) or 1, self.context.max_new_tokens):
+            for answers in ask(self.model, call, len(call) or 1, self.settings.max_new_tokens):
                 by_item: dict[int, tuple[Item, list[Question]]] = {}
                 for (item, k, order), prompt, generation in answers:
                     mapped = self.mapper.map(generation.text) if generation.error is None else None
@@ -76,63 +86,62 @@ class ClosedSet(Strategy):
                 for key, (item, questions) in by_item.items():
                     left[key] -= len(questions)
                     error = next((q.error for q in questions if q.error), None)
+                    answered[key].update({q.key: q for q in questions if q.error is None})
                     if error:
                         failed.add(key)
                         yield failed_step(item, questions, error)
                     elif left[key] == 0:
-                        yield self._final(item, questions)
+                        yield self._final(item, answered[key], questions)
                     else:
                         yield Step(item=item, questions=questions)
-                    item.done.update({q.key: q for q in questions if q.error is None})
 
-    def _final(self, item: Item, new: list[Question]) -> Step:
-        trials = {**item.done, **{q.key: q for q in new}}
+    def _final(self, item: Item, trials: dict[str, Question], new: list[Question]) -> Step:
         labels = [trials[f"{PREFIX}{k}"].label for k in range(self.shuffles)]
         winner, votes = vote(labels)
         detail = {"votes": dict(votes), "agreement": votes[winner] / len(labels) if winner else 0.0}
         return Step(item=item, questions=new, prediction=winner, final=True, detail=detail)
 
-    @classmethod
-    def summarise(cls, store: Store) -> dict[str, Any] | None:
-        """Vote agreement, and how often the chosen name sat at each position of the list."""
-        n_classes = len(store.meta("classes") or [])
-        by_image: dict[str, list[Question]] = defaultdict(list)
-        for image, q in store.all_questions():
-            if q.key.startswith(PREFIX) and q.error is None:
-                by_image[image].append(q)
-        if not by_image or not n_classes:
-            return None
-        agreement, unanimous = [], 0
-        positions = [0] * n_classes
-        for trials in by_image.values():
-            winner, votes = vote([q.label for q in trials])
-            share = votes[winner] / len(trials) if winner else 0.0
-            agreement.append(share)
-            unanimous += share == 1.0
-            for q in trials:
-                position = (q.detail or {}).get("position")
-                if position is not None:
-                    positions[position] += 1
-        chosen = sum(positions)
-        return {
-            "shuffles": (store.meta("spec") or {}).get("shuffles"),
-            "vote_agreement": sum(agreement) / len(agreement),
-            "unanimous_share": unanimous / len(agreement),
-            "positional_bias": {
-                "answers": chosen,
-                "uniform_share": 1 / n_classes,
-                "share_by_position": [count / chosen if chosen else 0.0 for count in positions],
-                "count_by_position": positions,
-            },
-        }
 
-    @staticmethod
-    def summary_line(summary: dict[str, Any]) -> str:
-        bias = summary["positional_bias"]
-        shares = " ".join(f"{i + 1}:{share:.2f}" for i, share in enumerate(bias["share_by_position"]))
-        return (f"closed-set: vote agreement {summary['vote_agreement']:.3f} "
-                f"({summary['unanimous_share']:.0%} unanimous, {summary['shuffles']} shuffles); "
-                f"answer position shares {shares} (uniform {bias['uniform_share']:.2f})")
+def summarise(run: RunRecords) -> dict[str, Any] | None:
+    """Vote agreement, and how often the chosen name sat at each position of the list."""
+    n_classes = len(run.classes)
+    by_image: dict[str, list[Question]] = defaultdict(list)
+    for image, q in run.questions:
+        if q.key.startswith(PREFIX) and q.error is None:
+            by_image[image].append(q)
+    if not by_image or not n_classes:
+        return None
+    agreement, unanimous = [], 0
+    positions = [0] * n_classes
+    for trials in by_image.values():
+        winner, votes = vote([q.label for q in trials])
+        share = votes[winner] / len(trials) if winner else 0.0
+        agreement.append(share)
+        unanimous += share == 1.0
+        for q in trials:
+            position = (q.detail or {}).get("position")
+            if position is not None:
+                positions[position] += 1
+    chosen = sum(positions)
+    return {
+        "shuffles": run.strategy.get("shuffles"),
+        "vote_agreement": sum(agreement) / len(agreement),
+        "unanimous_share": unanimous / len(agreement),
+        "positional_bias": {
+            "answers": chosen,
+            "uniform_share": 1 / n_classes,
+            "share_by_position": [count / chosen if chosen else 0.0 for count in positions],
+            "count_by_position": positions,
+        },
+    }
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    bias = summary["positional_bias"]
+    shares = " ".join(f"{i + 1}:{share:.2f}" for i, share in enumerate(bias["share_by_position"]))
+    return (f"closed-set: vote agreement {summary['vote_agreement']:.3f} "
+            f"({summary['unanimous_share']:.0%} unanimous, {summary['shuffles']} shuffles); "
+            f"answer position shares {shares} (uniform {bias['uniform_share']:.2f})")
 
 
 def vote(labels: Sequence[str | None]) -> tuple[str | None, Counter[str]]:

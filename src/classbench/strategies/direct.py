@@ -17,34 +17,71 @@ from time import perf_counter
 from typing import Any
 
 import numpy as np
+from pydantic import Field, field_validator
 
+from classbench.errors import UserError
 from classbench.labelmap import build_label_map
 from classbench.models.base import Classifier, ZeroShotModel
-from classbench.store import Question
+from classbench.records import Question
+from classbench.settings import Settings
 from classbench.strategies.base import Context, Item, Step, Strategy
 
 KEY = "classify"
 
 
-class Direct(Strategy):
-    name = "direct"
-    settings = frozenset({"label_map", "map_threshold"})
-    needs = ("classify", "zero_shot")
-    atomic_chunks = True
-    model: Classifier | ZeroShotModel
+class DirectSettings(Settings):
+    label_map: str | None = Field(default=None, description="explicit `class: [model labels]` mapping file "
+                                                             "(edit the run's label_map.json)")
+    map_threshold: float = Field(default=0.5, ge=-1.0, le=1.0, description="minimum name similarity for a "
+                                 "model label to count toward a class")
 
-    def __init__(self, model: Classifier | ZeroShotModel, context: Context) -> None:
-        super().__init__(model, context)
-        self.zero_shot: dict[str, Any] | None = None
-        if "zero_shot" in model.capabilities:
-            self.zero_shot = model.prepare_classes(context.classes, Path(context.out) if context.out else None)
+    @field_validator("label_map")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        """Resolved, so the run's identity does not depend on the working directory."""
+        return None if value is None else str(Path(value).expanduser().resolve())
+
+
+class _OneLook(Strategy[DirectSettings]):
+    """One question per image (`classify`): the answer is the top-5 labels, the detail every class's score."""
+
+    name = "direct"
+    atomic_chunks = True
+
+    def scores(self, images: list[Any]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """(the model's own probabilities, the target classes' scores, the names of the model's labels)."""
+        raise NotImplementedError
+
+    def run(self, items: Sequence[Item]) -> Iterator[Step]:
+        if not items:
             return
+        started = perf_counter()
+        classes = self.context.classes
+        probabilities, scores, names = self.scores([item.image for item in items])
+        latency = (perf_counter() - started) / len(items)
+        for item, source, target in zip(items, probabilities, scores):
+            best = int(np.argmax(target))
+            top = np.argsort(-source)[:5]
+            answer = json.dumps({names[i]: round(float(source[i]), 5) for i in top})
+            question = Question(key=KEY, answer=answer, label=classes[best], latency_s=latency)
+            detail = {"scores": [round(float(value), 6) for value in target]}
+            yield Step(item=item, questions=[question], prediction=classes[best], final=True, detail=detail)
+
+
+class MappedLabels(_OneLook):
+    """A classic classifier: its own labels mapped onto the target classes (`labelmap`)."""
+
+    needs = "classify"
+    model: Classifier
+
+    def __init__(self, model: Classifier, settings: DirectSettings, context: Context) -> None:
+        super().__init__(model, settings, context)
         self.map = build_label_map(
             model.labels,
             context.classes,
             background=context.background,
-            mapping_file=Path(context.label_map) if context.label_map else None,
-            threshold=context.map_threshold,
+            mapping_file=Path(settings.label_map) if settings.label_map else None,
+            threshold=settings.map_threshold,
         )
         self.matrix = self.map.matrix()
         if context.out is not None:
@@ -52,36 +89,32 @@ class Direct(Strategy):
             path.write_text(json.dumps(self.map.to_json(model.labels), indent=1, ensure_ascii=False) + "\n")
 
     def describe(self) -> dict[str, Any]:
-        if self.zero_shot is not None:
-            return {"name": self.name, "zero_shot": self.zero_shot}
         rules: dict[str, int] = {}
         for _, rule in self.map.assignment.values():
             rules[rule] = rules.get(rule, 0) + 1
         return {"name": self.name, "label_map_rules": rules, "label_map_file": "label_map.json"}
 
-    def run(self, items: Sequence[Item]) -> Iterator[Step]:
-        if not items:
-            return
-        started = perf_counter()
-        classes = self.context.classes
-        images = [item.image for item in items]
-        if self.zero_shot is not None:
-            probabilities = scores = self.model.classify_classes(images, classes)
-            names = classes
-        else:
-            probabilities = self.model.classify(images)
-            scores = probabilities @ self.matrix
-            names = [label.name for label in self.model.labels]
-        latency = (perf_counter() - started) / len(items)
-        for item, source, target in zip(items, probabilities, scores):
-            best = int(np.argmax(target))
-            top = np.argsort(-source)[:5]
-            answer = json.dumps({names[i]: round(float(source[i]), 5) for i in top})
-            question = Question(
-                key=KEY,
-                answer=answer,
-                label=classes[best],
-                latency_s=latency,
-            )
-            detail = {"scores": [round(float(value), 6) for value in target]}
-            yield Step(item=item, questions=[question], prediction=classes[best], final=True, detail=detail)
+    def scores(self, images: list[Any]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        probabilities = self.model.classify(images)
+        return probabilities, probabilities @ self.matrix, [label.name for label in self.model.labels]
+
+
+class ZeroShot(_OneLook):
+    """An image-text model scores the class names themselves: no label mapping."""
+
+    needs = "zero_shot"
+    model: ZeroShotModel
+
+    def __init__(self, model: ZeroShotModel, settings: DirectSettings, context: Context) -> None:
+        super().__init__(model, settings, context)
+        if settings.label_map is not None:
+            raise UserError(f"--label-map maps a classifier's own labels; {model.model_id} scores your class names "
+                            "directly and has none to map. Drop --label-map.")
+        self.zero_shot = model.prepare_classes(context.classes, Path(context.out) if context.out else None)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "zero_shot": self.zero_shot}
+
+    def scores(self, images: list[Any]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        probabilities = self.model.classify_classes(images, self.context.classes)
+        return probabilities, probabilities, list(self.context.classes)

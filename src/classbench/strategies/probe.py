@@ -28,7 +28,8 @@ import numpy as np
 
 from classbench.datasets.base import Sample
 from classbench.errors import ImageLoadError, UserError
-from classbench.store import Question
+from classbench.records import Question
+from classbench.settings import Settings, option_only
 from classbench.strategies.base import Context, Item, Step, Strategy
 
 KEY = "probe"
@@ -38,20 +39,21 @@ DEFAULT_C = 1.0
 MAX_ITER = 2000
 
 
-class Probe(Strategy):
+class ProbeSettings(Settings):
+    C: float = option_only(DEFAULT_C, "the logistic regression's inverse regularisation strength", gt=0)
+
+
+class Probe(Strategy[ProbeSettings]):
     name = "probe"
-    options = frozenset({"C"})
     needs = "embed"
     atomic_chunks = True
-    default_shots = 5
-    """Shots per class when the spec does not set --shots."""
 
-    def __init__(self, model: Any, context: Context) -> None:
-        super().__init__(model, context)
+    def __init__(self, model: Any, settings: ProbeSettings, context: Context) -> None:
+        super().__init__(model, settings, context)
         if not context.shots or context.load_image is None:
             raise UserError("--strategy probe learns from labelled images held out of the evaluation set: "
                             "pass --shots K (K ≥ 1 images per class)")
-        self.C = _positive(context.options.get("C", DEFAULT_C))
+        self.C = settings.C
         self.folder = Path(context.out) if context.out is not None else None
         started = perf_counter()
         saved = self._load()
@@ -173,16 +175,6 @@ class Probe(Strategy):
 
     def _model_key(self) -> dict[str, Any]:
         return {"model_id": self.model.model_id, "revision": self.model.revision}
-
-
-def _positive(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not number > 0:
-        raise UserError(f"--option C={value}: the probe's inverse regularisation strength must be a positive number")
-    return number
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:

@@ -1,0 +1,54 @@
+"""What crosses module lines during a run: plain records of questions asked and images decided.
+
+Strategies yield them, the runner writes them through the store, metrics read them back; none of
+these modules needs another's internals to exchange them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+UNREADABLE = "unreadable image: "
+"""Error prefix of an image that could not be decoded: final, never retried."""
+MODEL_ERROR = "model error: "
+"""Error prefix of an image the model failed on: the next run of the same folder asks it again."""
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question asked of a model about one image, and what came back."""
+
+    key: str
+    prompt: str | None = None
+    answer: str | None = None
+    label: str | None = None
+    latency_s: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    detail: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    image: str
+    label: str
+    prediction: str | None
+    status: str
+    error: str | None = None
+    latency_s: float | None = None
+    detail: dict[str, Any] | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class RunRecords:
+    """What a strategy's summary reads: the run's label set, its provenance and every stored record."""
+
+    classes: list[str]
+    background: str | None
+    strategy: dict[str, Any]
+    """The strategy's stored description (`Strategy.describe()`: prompt, settings it used)."""
+    questions: list[tuple[str, Question]]
+    """(image, question) for every question asked, in the order they were stored."""
+    predictions: list[Prediction]

@@ -1,0 +1,108 @@
+"""How a component (a strategy, a model backend) declares its settings.
+
+Each component owns one pydantic class of settings, with every default written once, here and
+nowhere else. The command line, YAML configs, `--option KEY=VALUE` and `classbench models` are
+generated from these classes, and the run's identity (what must match for a run to resume) is
+every setting not marked `runtime`: settings that change speed, retries or the bill but never an
+answer (batch size, concurrency, device, server addresses).
+
+    class MySettings(Settings):
+        rounds: int = Field(default=1, ge=1, description="ask each image K times …")
+        concurrency: int = runtime(16, "requests in flight")
+
+A field may also be kept off the command line (`flag=False`: reachable with `--option` and YAML
+only), for settings few users need and whose name is no good flag (the probe's `C`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RUNTIME = "runtime"
+NO_FLAG = "no_flag"
+
+
+class Settings(BaseModel):
+    """Base of every component's settings: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def runtime_names(cls) -> frozenset[str]:
+        return frozenset(name for name, info in cls.model_fields.items() if _marked(info, RUNTIME))
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that decide answers (everything not marked runtime)."""
+        return self.model_dump(mode="json", exclude=set(self.runtime_names()))
+
+
+class NoSettings(Settings):
+    """For a component with nothing to set."""
+
+
+def runtime(default: Any = None, description: str = "", **constraints: Any) -> Any:
+    """A setting that changes speed, retries or cost, never answers: not part of the run's identity."""
+    return Field(default=default, description=description, json_schema_extra={RUNTIME: True}, **constraints)
+
+
+def option_only(default: Any = None, description: str = "", runtime_setting: bool = False, **constraints: Any) -> Any:
+    """A setting without a command-line flag of its own (set it with `--option KEY=VALUE` or YAML)."""
+    extra = {NO_FLAG: True, **({RUNTIME: True} if runtime_setting else {})}
+    return Field(default=default, description=description, json_schema_extra=extra, **constraints)
+
+
+def _marked(info: Any, marker: str) -> bool:
+    extra = info.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get(marker))
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """One declared setting, as the command line and `classbench models` show it."""
+
+    name: str
+    kind: type
+    """The flag's value type: bool, int, float, str, or list (repeatable string)."""
+    default: Any
+    description: str
+    runtime: bool
+    flag: bool
+    choices: tuple[str, ...] = ()
+
+    @property
+    def flag_name(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def describe(settings: type[Settings]) -> list[SettingInfo]:
+    """Every setting a class declares, in declaration order."""
+    described = []
+    for name, info in settings.model_fields.items():
+        kind, choices = _kind(info.annotation)
+        described.append(SettingInfo(name=name, kind=kind, default=info.get_default(call_default_factory=True),
+                                     description=info.description or "", runtime=_marked(info, RUNTIME),
+                                     flag=not _marked(info, NO_FLAG), choices=choices))
+    return described
+
+
+def _kind(annotation: Any) -> tuple[type, tuple[str, ...]]:
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return str, tuple(str(value) for value in get_args(annotation))
+    if origin is Union or str(origin) == "<class 'types.UnionType'>":
+        inner = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return _kind(inner[0]) if len(inner) == 1 else (str, ())
+    if origin in (list, tuple):
+        return list, ()
+    if annotation in (bool, int, float, str):
+        return annotation, ()
+    return str, ()
+
+
+def default_text(info: SettingInfo) -> str:
+    if info.default is None or info.default == [] or info.kind is bool and info.default is False:
+        return ""
+    return f" [default: {info.default}]"
