@@ -136,15 +136,8 @@ def load_checked(adapter: Adapter, name: str, model_type: str, source: str, kwar
         model, processor = adapter.load(source, kwargs)
     except UserError:
         raise
-    except ImportError as error:
-        advice = ("install flash-attn, or choose another attention with --attn-implementation eager"
-                  if "flash" in str(error).lower() else
-                  "install it (pip install 'classbench[hf]' brings those the published models need)")
-        raise UserError(f"hf:{name} ({model_type}): its code needs a package that is not installed "
-                        f"({_first_line(error)}); {advice}") from None
     except Exception as error:
-        raise UserError(f"hf:{name} ({model_type}): failed to load ({type(error).__name__}: {_first_line(error)}). "
-                        f"{_load_advice(model_type, trust)}") from None
+        raise code_error(name, model_type, error, trust) from None
     notes: dict[str, Any] = {"generation": dict(adapter.generation)}
     if trust and _runs_remote_code(model):
         from classbench.models.remote import buffers
@@ -160,6 +153,30 @@ def _runs_remote_code(model: Any) -> bool:
     from transformers.utils.hub import TRANSFORMERS_DYNAMIC_MODULE_NAME
 
     return type(model).__module__.split(".", 1)[0] == TRANSFORMERS_DYNAMIC_MODULE_NAME
+
+
+def code_error(name: str, model_type: str | None, error: Exception, trust: bool) -> Exception:
+    """A failure while importing or running a checkpoint's code as one line: the model, its family,
+    what failed, and what to do about it. A `UserError` passes through unchanged."""
+    from classbench.errors import UserError
+
+    if isinstance(error, UserError):
+        return error
+    family = model_type or "unknown model_type"
+    missing = getattr(error, "name", None) or ""
+    if isinstance(error, ImportError) and missing.startswith("transformers."):
+        import transformers
+
+        return UserError(f"hf:{name} ({family}): its code imports {missing}, which transformers "
+                         f"{transformers.__version__} does not have. {_load_advice(model_type or '', trust)}")
+    if isinstance(error, ImportError):
+        advice = ("install flash-attn, or choose another attention with --attn-implementation eager"
+                  if "flash" in str(error).lower() else
+                  "install it (pip install 'classbench[hf]' brings those the published models need)")
+        return UserError(f"hf:{name} ({family}): its code needs a package that is not installed "
+                         f"({_first_line(error)}); {advice}")
+    return UserError(f"hf:{name} ({family}): failed to load ({type(error).__name__}: {_first_line(error)}). "
+                     f"{_load_advice(model_type or '', trust)}")
 
 
 def _first_line(error: Exception) -> str:

@@ -50,7 +50,7 @@ def load_hf(name: str, settings: HFSettings, device: str) -> HFVisionLanguageMod
     from transformers import AutoConfig
 
     from classbench.models import remote
-    from classbench.models.hf_adapters import ADAPTERS, GENERIC, load_checked
+    from classbench.models.hf_adapters import ADAPTERS, GENERIC, code_error, load_checked
     from classbench.models.hf_backend import HFVisionLanguageModel
     from classbench.models.torch_utils import resolve_device
 
@@ -62,9 +62,6 @@ def load_hf(name: str, settings: HFSettings, device: str) -> HFVisionLanguageMod
     try:
         remote.prepare(source, trust, hub)
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust, **hub)
-    except ImportError as error:
-        raise UserError(f"hf:{name}: its code needs a package that is not installed ({error}); "
-                        "install it (pip install 'classbench[hf]' brings those the published models need)") from None
     except ValueError as error:
         if "trust_remote_code" in str(error):
             raise UserError(f"hf:{name} ships its own model code; run it with --trust-remote-code "
@@ -73,6 +70,8 @@ def load_hf(name: str, settings: HFSettings, device: str) -> HFVisionLanguageMod
     except OSError as error:
         raise UserError(f"hf:{name}: not a local folder and not loadable from the hub ({error}). "
                         "Give a folder with config.json, or a hub id such as Qwen/Qwen2-VL-2B-Instruct.") from None
+    except Exception as error:
+        raise code_error(name, remote.family_name(source, hub), error, trust) from None
     adapter = ADAPTERS.get(config.model_type, GENERIC)
     dtypes = {"auto": "auto", "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
     target = resolve_device(device)

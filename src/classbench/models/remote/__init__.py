@@ -117,6 +117,14 @@ def model_type_of(source: str, hub: dict[str, Any]) -> str | None:
     return config.get("model_type")
 
 
+def family_name(source: str, hub: dict[str, Any]) -> str | None:
+    """`model_type_of` for error messages: None where even the config cannot be read."""
+    try:
+        return model_type_of(source, hub)
+    except Exception:
+        return None
+
+
 def prepare(source: str, trust: bool, hub: dict[str, Any]) -> Family | None:
     """Before transformers imports a remote-code checkpoint's code: install the shims its family
     needs. Nothing happens without `--trust-remote-code` or for families that need no shim."""

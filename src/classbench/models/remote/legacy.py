@@ -38,8 +38,9 @@ def _prepare_4d_attention_mask(mask: torch.Tensor, dtype: torch.dtype, tgt_len: 
 def _prepare_4d_causal_attention_mask(attention_mask: torch.Tensor | None, input_shape: Any,
                                       inputs_embeds: torch.Tensor, past_key_values_length: int,
                                       sliding_window: int | None = None) -> torch.Tensor:
-    """Causal (and sliding-window, for prompts) additive mask over past + new keys, padding masked, as
-    4.x `AttentionMaskConverter` built it: the window applies only when more than one query is new."""
+    """Causal (and sliding-window) additive mask over past + new keys, padding masked, as the 4.38
+    `AttentionMaskConverter` (Phi-3-vision's version) built it: a query at position p sees keys k with
+    p - sliding_window < k <= p. (Later 4.x releases widened the window by one key.)"""
     batch, queries = int(input_shape[0]), int(input_shape[-1])
     keys = queries + past_key_values_length
     dtype, device = inputs_embeds.dtype, inputs_embeds.device
@@ -48,7 +49,7 @@ def _prepare_4d_causal_attention_mask(attention_mask: torch.Tensor | None, input
     query_pos = torch.arange(queries, device=device)[:, None] + past_key_values_length
     key_pos = torch.arange(keys, device=device)[None, :]
     allowed = key_pos <= query_pos
-    if sliding_window is not None and queries > 1:
+    if sliding_window is not None:
         allowed &= key_pos > query_pos - sliding_window
     allowed = allowed[None, None].expand(batch, 1, queries, keys)
     if attention_mask is not None:
