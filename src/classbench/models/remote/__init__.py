@@ -44,7 +44,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from classbench.models.remote import legacy
@@ -57,7 +57,7 @@ class Family:
 
     model_type: str
     imports: tuple[Callable[[], None], ...] = ()
-    patches: tuple[Callable[[type], None], ...] = field(default_factory=tuple)
+    patches: tuple[Callable[[type], None], ...] = ()
 
 
 def _remote_classes(cls: type) -> Iterator[type]:
