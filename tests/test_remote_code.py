@@ -25,7 +25,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from tinymodels.tiny_models import Rig  # noqa: E402
+from tinymodels.tiny_models import Rig, make_rgb_images  # noqa: E402
 from tinymodels.tiny_remote import FAMILIES, build_tiny_remote, skip_reason  # noqa: E402
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
@@ -35,7 +35,6 @@ import torch  # noqa: E402
 from classbench.errors import UserError  # noqa: E402
 from classbench.models import load_model  # noqa: E402
 from classbench.models.remote import buffers, decode  # noqa: E402
-from tinymodels.tiny_models import make_rgb_images  # noqa: E402
 from vlm_fixtures import CLASSES, WORDS, read_predictions  # noqa: E402
 
 FAMILY_MODULES = {"minicpmv": "minicpmv", "internvl_chat": "internvl", "phi3_v": "phi3v"}
