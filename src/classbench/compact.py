@@ -20,6 +20,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import struct
+from operator import itemgetter
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,12 +76,15 @@ class Codec:
                 and all(isinstance(item, str) and item in self.index for item in value))
 
     def _encode(self, names: list[str]) -> str:
-        data = b"".join(self.index[name].to_bytes(self.width, "little") for name in names)
+        indices = [self.index[name] for name in names]
+        data = bytes(indices) if self.width == 1 else struct.pack(f"<{len(indices)}H", *indices)
         return base64.b64encode(data).decode("ascii")
 
     def _decode(self, text: str) -> list[str]:
+        """Read for every question of a report, so done by C-level calls, not a Python loop."""
         data = base64.b64decode(text)
-        return [self.classes[int.from_bytes(data[i:i + self.width], "little")] for i in range(0, len(data), self.width)]
+        indices = data if self.width == 1 else struct.unpack(f"<{len(data) // 2}H", data)
+        return list(itemgetter(*indices)(self.classes))
 
     def _template(self, prompt: str, lists: dict[str, list[str]]) -> str:
         if HOLE in prompt:

@@ -242,9 +242,11 @@ class Store:
                      prediction.error, prediction.latency_s, _json(prediction.detail), now),
                 )
 
-    def predictions(self) -> list[Prediction]:
+    def predictions(self, details: bool = True) -> list[Prediction]:
+        """Every finished image in sample order; `details=False` leaves `detail` unread (None), for
+        callers that need only labels and outcomes (a report reads each run several times)."""
         rows = self.db.execute(
-            "SELECT p.image, p.label, p.prediction, p.status, p.error, p.latency_s, p.detail "
+            f"SELECT p.image, p.label, p.prediction, p.status, p.error, p.latency_s, {'p.detail' if details else 'NULL'} "
             "FROM predictions p JOIN samples s ON s.image = p.image ORDER BY s.pos"
         )
         return [Prediction(*row[:6], detail=json.loads(row[6]) if row[6] else None) for row in rows]

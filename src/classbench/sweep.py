@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from classbench.datasets.cache import DatasetCache
 from classbench.errors import UserError
 from classbench.spec import RunSpec
 
@@ -68,17 +69,35 @@ def plan(bases: Sequence[RunSpec], sizes: Sequence[int], out: Path) -> list[Poin
     return points
 
 
-def check_sizes(spec: RunSpec, sizes: Sequence[int]) -> None:
-    """Fail before the first point runs, not after hours, when a class count cannot be sampled."""
-    from classbench.datasets import open_dataset, select
+def check_sizes(spec: RunSpec, sizes: Sequence[int], datasets: DatasetCache | None = None) -> None:
+    """Fail before the first point runs, not after hours, when a class count cannot be sampled.
+    `datasets`: the cache the points will open the dataset from, so the check costs no scan."""
+    from classbench.datasets import select
 
-    dataset = open_dataset(spec.dataset, label_file=spec.label_file, split=spec.split,
-                           image_column=spec.image_column, label_column=spec.label_column)
+    dataset = (datasets or DatasetCache()).open(spec)
     for size in sizes:
         try:
             select(dataset, size, spec.per_class, spec.seed, spec.background)
         except UserError as error:
             raise UserError(f"sweep point N={size}: {error}") from None
+
+
+def pending(points: Sequence[Point]) -> list[Point]:
+    """The points with work left (a finished point is known from its store, without the dataset)."""
+    from classbench.store import STORE_NAME, Store
+
+    left = []
+    for point in points:
+        path = point.folder / STORE_NAME
+        if path.is_file():
+            store = Store(path)
+            try:
+                if store.done_without_data(point.spec.identity()) is not None:
+                    continue
+            finally:
+                store.close()
+        left.append(point)
+    return left
 
 
 def run_points(points: Sequence[Point], execute: Callable[[Point], dict[str, Any]],
