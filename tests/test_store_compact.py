@@ -140,3 +140,12 @@ def test_done_without_data_only_when_every_sample_is_finished(tmp_path: Path) ->
     assert store.done_without_data({"model": "other"}) is None
     store.record("000/1.jpg", [], Prediction("000/1.jpg", CLASSES[0], None, "failed", "model error: OOM"))
     assert store.done_without_data({"model": "m"}) is None
+
+
+def test_more_than_256_classes_pack_two_bytes_each(tmp_path: Path) -> None:
+    classes = [f"c{i}" for i in range(300)]
+    store = new_store(tmp_path, classes)
+    order = classes[::-1]
+    question = Question("shuffle:0", f"Choose one from {', '.join(order)}.", detail={"order": order, "position": 0})
+    store.record("000/0.jpg", [question], None)
+    assert list(store.all_questions()) == [("000/0.jpg", question)]

@@ -182,9 +182,9 @@ class _Saver:
         if figure is None:
             return None
         embedded = OVERVIEW_FORMAT[name]
-        files = [self._write(name, suffix, plots.render(figure, suffix)) for suffix in
-                 (embedded, *sorted(self.formats - {embedded}))]
-        data = (self.folder / f"{name}.{embedded}").read_bytes()
+        data = plots.render(figure, embedded)
+        files = [self._write(name, embedded, data)]
+        files += [self._write(name, suffix, plots.render(figure, suffix)) for suffix in sorted(self.formats - {embedded})]
         mime = "image/svg+xml" if embedded == "svg" else "image/png"
         return Figure(name, title, src=f"data:{mime};base64," + base64.b64encode(data).decode("ascii"), files=files)
 

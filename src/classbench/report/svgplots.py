@@ -33,14 +33,15 @@ def confusion(metrics: dict[str, Any], pairs: Sequence[dict[str, Any]]) -> str:
     data = metrics["confusion_matrix"]
     labels, columns, matrix = data["labels"], data["columns"], data["matrix"]
     n = len(labels)
-    cell = 16 if n <= LABELLED else max(3, 720 // (n + 1))
-    margin = 150 if n <= LABELLED else 24
+    cell = 30 if n <= VALUES else 16 if n <= LABELLED else max(3, 720 // (n + 1))
+    margin = 165 if n <= LABELLED else 24
     left, top = margin, 28
-    width, height = left + cell * (n + 1) + 8, top + cell * n + margin
+    width, height = max(left + cell * (n + 1) + 8, 440), top + cell * n + margin
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="cm-svg" viewBox="0 0 {width} {height}" '
              f'width="{width}" height="{height}" role="img" aria-label="Confusion matrix, {n} classes">',
-             f'<text x="{left}" y="16" font-size="13" fill="#1d2430">Confusion matrix, {n} classes '
-             f'(rows: true class, normalised; last column: no class)</text>',
+             f'<text x="6" y="16" font-size="13" fill="#1d2430">Confusion matrix, {n} classes, rows normalised'
+             f'</text><text x="10" y="{top + cell * n / 2}" font-size="11" text-anchor="middle" fill="#5b6575" '
+             f'transform="rotate(-90 10 {top + cell * n / 2})">true</text>',
              f'<rect class="cm-grid" x="{left}" y="{top}" width="{cell * (n + 1)}" height="{cell * n}" '
              f'fill="{_blue(0.0)}" stroke="#d9dee6"/>']
     for row, counts in enumerate(matrix):
