@@ -166,7 +166,8 @@ def resume_figures(work: Path, images: int = 30607) -> None:
     dataset = work / "caltech256-sized"
     if not dataset.exists():
         for index in range(images):
-            folder = dataset / f"{index % max(SIZES) + 1:03d}.{'clutter' if index % max(SIZES) == max(SIZES) - 1 else f'object-{index % max(SIZES) + 1:03d}'}"
+            number = index % max(SIZES) + 1
+            folder = dataset / f"{number:03d}.{'clutter' if number == max(SIZES) else f'object-{number:03d}'}"
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{index:05d}.jpg").touch()
     folder = work / "finished-run"

@@ -32,7 +32,8 @@ def page_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     samples = [Sample(f"{i:03d}/{j}.jpg", name) for i, name in enumerate(CLASSES) for j in range(3)]
     store = Store(folder / "run.sqlite")
     store.begin_or_resume({"model": "m"}, samples, {
-        "classes": CLASSES, "spec": {"model": "hf:some/vlm", "strategy": "closed-set", "dataset": str(folder / "gone")}})
+        "classes": CLASSES,
+        "spec": {"model": "hf:some/vlm", "strategy": "closed-set", "dataset": str(folder / "gone")}})
     with store.batch():
         for index, sample in enumerate(samples):
             row = index // 3

@@ -58,7 +58,8 @@ class Codec:
             prompt = self._template(prompt, lists)
         return prompt, json.dumps(packed, default=float)
 
-    def unpack(self, prompt: str | None, detail: str | None, template: bool) -> tuple[str | None, dict[str, Any] | None]:
+    def unpack(self, prompt: str | None, detail: str | None,
+               template: bool) -> tuple[str | None, dict[str, Any] | None]:
         """The prompt and detail exactly as they were written; `template`: the prompt came from
         the prompts table, so its placeholders are filled."""
         if not detail:

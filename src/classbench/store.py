@@ -246,7 +246,8 @@ class Store:
         """Every finished image in sample order; `details=False` leaves `detail` unread (None), for
         callers that need only labels and outcomes (a report reads each run several times)."""
         rows = self.db.execute(
-            f"SELECT p.image, p.label, p.prediction, p.status, p.error, p.latency_s, {'p.detail' if details else 'NULL'} "
+            "SELECT p.image, p.label, p.prediction, p.status, p.error, p.latency_s, "
+            f"{'p.detail' if details else 'NULL'} "
             "FROM predictions p JOIN samples s ON s.image = p.image ORDER BY s.pos"
         )
         return [Prediction(*row[:6], detail=json.loads(row[6]) if row[6] else None) for row in rows]

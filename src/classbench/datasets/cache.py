@@ -26,8 +26,6 @@ class DatasetCache:
 
     def __init__(self) -> None:
         self._opened: dict[tuple[Any, ...], Dataset] = {}
-        self.scans = 0
-        """How many datasets were opened (a scan of a tree, a manifest read, an HF load)."""
 
     def open(self, settings: Any) -> Dataset:
         """The dataset for a run spec (or a mapping with the same names), opened on first use."""
@@ -36,7 +34,6 @@ class DatasetCache:
             source, label_file, split, image_column, label_column = key
             self._opened[key] = open_dataset(source, label_file=label_file, split=split, image_column=image_column,
                                              label_column=label_column)
-            self.scans += 1
         return self._opened[key]
 
 

@@ -184,7 +184,8 @@ class _Saver:
         embedded = OVERVIEW_FORMAT[name]
         data = plots.render(figure, embedded)
         files = [self._write(name, embedded, data)]
-        files += [self._write(name, suffix, plots.render(figure, suffix)) for suffix in sorted(self.formats - {embedded})]
+        files += [self._write(name, suffix, plots.render(figure, suffix))
+                  for suffix in sorted(self.formats - {embedded})]
         mime = "image/svg+xml" if embedded == "svg" else "image/png"
         return Figure(name, title, src=f"data:{mime};base64," + base64.b64encode(data).decode("ascii"), files=files)
 

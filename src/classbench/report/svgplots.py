@@ -103,7 +103,8 @@ def per_class_f1(metrics: dict[str, Any]) -> str:
     for tick in (0, 0.5, 1):
         x = left + bar * tick
         parts.append(f'<line x1="{x}" y1="{top - 2}" x2="{x}" y2="{height - 20}" stroke="#d9dee6"/>'
-                     f'<text x="{x}" y="{height - 6}" font-size="10" text-anchor="middle" fill="#5b6575">{tick:g}</text>')
+                     f'<text x="{x}" y="{height - 6}" font-size="10" text-anchor="middle" fill="#5b6575">'
+                     f'{tick:g}</text>')
     for i, (name, values) in enumerate(ranked):
         y, f1 = top + i * row, values["f1-score"]
         parts.append(f'<g><rect x="{left}" y="{y + 2}" width="{bar * f1:.1f}" height="{row - 4}" fill="#2ca02c"/>'
