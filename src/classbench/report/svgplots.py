@@ -2,9 +2,11 @@
 and closed-set positional bias.
 
 Why not matplotlib here: a 50-run sweep has about 130 of these figures, and matplotlib spends
-0.1–0.2 s of CPU on each (73 s for the page in classbench 0.1); these take milliseconds, and
+0.1–0.2 s of CPU on each (39 s for such a page in classbench 0.1, measured by
+bench/report_scale.py); these take milliseconds, and
 inline SVG lets the page say what every cell is. The confusion matrix draws only its non-empty
-cells, carries its class names and counts as data attributes for the page's hover text (every
+cells (shaded by the square root of the share, so that one wrong image in twenty still shows),
+carries its class names and counts as data attributes for the page's hover text (every
 cell, zeros included), labels its axes up to `LABELLED` classes and outlines and numbers the
 most-confused pairs, which the table beside it lists with the same numbers. Only presentation
 attributes are used, never `style`, so the page's Content-Security-Policy needs no exception;
@@ -36,11 +38,11 @@ def confusion(metrics: dict[str, Any], pairs: Sequence[dict[str, Any]]) -> str:
     cell = 30 if n <= VALUES else 16 if n <= LABELLED else max(3, 720 // (n + 1))
     margin = 165 if n <= LABELLED else 24
     left, top = margin, 28
-    width, height = max(left + cell * (n + 1) + 8, 440), top + cell * n + margin
+    width, height = max(left + cell * (n + 1) + 8, 600), top + cell * n + margin
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="cm-svg" viewBox="0 0 {width} {height}" '
              f'width="{width}" height="{height}" role="img" aria-label="Confusion matrix, {n} classes">',
-             f'<text x="6" y="16" font-size="13" fill="#1d2430">Confusion matrix, {n} classes, rows normalised'
-             f'</text><text x="10" y="{top + cell * n / 2}" font-size="11" text-anchor="middle" fill="#5b6575" '
+             f'<text x="6" y="16" font-size="13" fill="#1d2430">Confusion matrix, {n} classes '
+             f'(rows normalised; shade: √share)</text><text x="10" y="{top + cell * n / 2}" font-size="11" text-anchor="middle" fill="#5b6575" '
              f'transform="rotate(-90 10 {top + cell * n / 2})">true</text>',
              f'<rect class="cm-grid" x="{left}" y="{top}" width="{cell * (n + 1)}" height="{cell * n}" '
              f'fill="{_blue(0.0)}" stroke="#d9dee6"/>']
@@ -51,10 +53,10 @@ def confusion(metrics: dict[str, Any], pairs: Sequence[dict[str, Any]]) -> str:
                 continue
             share = count / total
             x, y = left + column * cell, top + row * cell
-            parts.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{_blue(share)}"/>')
+            parts.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{_blue(share ** 0.5)}"/>')
             if n <= VALUES:
                 parts.append(f'<text x="{x + cell / 2}" y="{y + cell * 0.68}" font-size="{cell * 0.42:.1f}" '
-                             f'text-anchor="middle" fill="{"white" if share > 0.6 else "black"}">{share:.2f}</text>')
+                             f'text-anchor="middle" fill="{"white" if share ** 0.5 > 0.6 else "black"}">{share:.2f}</text>')
     for number, pair in enumerate(pairs, 1):
         row, column = pair["row"], pair["column"]
         x, y = left + column * cell, top + row * cell
