@@ -71,14 +71,14 @@ def make_tree(root: Path, classes: int = max(SIZES), per_class: int = PER_CLASS)
 def build_point(folder: Path, data: Dataset, dataset: Path, model: str, strategy: str, accuracy: float,
                 gpu: float | None, speed: float, n_classes: int) -> None:
     """One run folder as the runner would leave it: spec, samples, questions, predictions, a session."""
-    spec = RunSpec(dataset=str(dataset), model=model, strategy=strategy, classes=n_classes, per_class=PER_CLASS,
-                   background="clutter")
+    spec = RunSpec.from_flat(dataset=str(dataset), model=model, strategy=strategy, classes=n_classes,
+                             per_class=PER_CLASS, background="clutter")
     selection = select(data, n_classes, PER_CLASS, 0, "clutter")
     classes = selection.classes
     folder.mkdir(parents=True, exist_ok=True)
     store = Store(folder / "run.sqlite")
     store.begin_or_resume(spec.identity(), selection.samples,
-                          {"spec": spec.model_dump(), "classes": classes, "background": "clutter",
+                          {"spec": spec.model_dump(mode="json"), "classes": classes, "background": "clutter",
                            "dataset": {"name": dataset.name, "n_images": len(selection.samples)}})
     store.set_meta({"model": {"model_id": model, "revision": "bench", "settings": {}},
                     "strategy": {"name": strategy}})
