@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import sys
 from pathlib import Path
-from typing import Any
 from unittest import mock
 
 import pytest

@@ -70,10 +70,13 @@ def default_out(model: str, strategy: str, identity_hash: str) -> Path:
 @app.command(help=RUN_HELP)
 @with_setting_flags
 def run(
-    dataset: Annotated[Optional[str], typer.Option(help="class-per-folder tree, .csv/.jsonl manifest (image,label), hf:NAME, or a saved HF dataset folder")] = None,
-    model: Annotated[Optional[str], typer.Option(help="model to benchmark: efficientnet-lite0, timm:NAME, torchvision:NAME, hf:HUB_ID_OR_FOLDER (a VLM), openai:MODEL (GPT-4o or any OpenAI-compatible server), clip:HUB_ID_OR_FOLDER, open_clip:ARCH/TAG (see `classbench models`)")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="class-per-folder tree, .csv/.jsonl manifest (image,label), hf:NAME, a saved HF dataset folder, or a catalogue name such as caltech256 or cifar10 when no such file or folder exists (`classbench datasets --list`)")] = None,
+    dataset_root: Annotated[Optional[str], typer.Option(help="catalogue datasets: the folder torchvision is given as root (e.g. DIR holding caltech256/256_ObjectCategories)")] = None,
+    download: Annotated[Optional[bool], typer.Option("--download", help="catalogue datasets: let torchvision download the dataset into --dataset-root (not ImageNet)")] = None,
+    model: Annotated[Optional[str], typer.Option(help="model to benchmark: efficientnet-lite0, timm:NAME, torchvision:NAME, hf:HUB_ID_OR_FOLDER (a VLM), openai:MODEL (GPT-4o or any OpenAI-compatible server), clip:HUB_ID_OR_FOLDER, open_clip:ARCH/TAG, open_clip:local-dir:FOLDER, open_clip:hf-hub:ORG/REPO (see `classbench models`)")] = None,
     strategy: Annotated[Optional[str], typer.Option(help="how to ask: direct (a classifier's own labels mapped onto yours), closed-set (a VLM picks from the class list), binary (a VLM says yes/no per class), likelihood (a VLM scores each class name as the answer), probe (logistic regression on image features from --shots labelled images)")] = None,
-    classes: Annotated[Optional[int], typer.Option(help="use a seeded subset of N classes (nested: the 10 lie inside the 25)")] = None,
+    classes: Annotated[Optional[int], typer.Option(help="use a seeded subset of N classes (nested: the 10 lie inside the 25); with --class-list, its first N")] = None,
+    class_list: Annotated[Optional[str], typer.Option(help="file with one class name per line (or its folder name): evaluate exactly these classes, in this order for --classes N (plus --background)")] = None,
     per_class: Annotated[Optional[int], typer.Option(help="at most K images per class, seeded")] = None,
     shots: Annotated[Optional[int], typer.Option(help="K labelled images per class held out of the evaluation set for --strategy probe to learn from (any strategy with the same K scores the same images) [default: probe 5, else 0]")] = None,
     seed: Annotated[Optional[int], typer.Option(help="seed for the class subset, per-class caps and order [default: 0]")] = None,
@@ -94,8 +97,9 @@ def run(
 ) -> None:
     from classbench.spec import build_spec
 
-    general = dict(dataset=dataset, model=model, strategy=strategy, classes=classes, per_class=per_class, shots=shots,
-                   seed=seed, background=background, label_file=label_file, split=split, image_column=image_column,
+    general = dict(dataset=dataset, dataset_root=dataset_root, download=download, model=model, strategy=strategy,
+                   classes=classes, class_list=class_list, per_class=per_class, shots=shots, seed=seed,
+                   background=background, label_file=label_file, split=split, image_column=image_column,
                    label_column=label_column, batch_size=batch_size, device=device, max_cost=max_cost)
     spec, config_out, _ = build_spec(config, {**general, **given(settings)}, _options(option))
     folder = out or (Path(config_out) if config_out else default_out(spec.model.name, spec.strategy.name,
@@ -104,13 +108,13 @@ def run(
 
 
 def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: bool = False,
-                    models: Any = None) -> dict[str, Any]:
+                    models: Any = None, datasets: Any = None) -> dict[str, Any]:
     from classbench import metrics, runner
     from classbench.report import leaderboard
     from classbench.records import MODEL_ERROR
 
     result = runner.run(spec, folder, progress=_RichProgress() if show_progress else None, log=_log,
-                        check_batching=check_batching, models=models)
+                        check_batching=check_batching, models=models, datasets=datasets)
     summary = metrics.write_folder(folder)
     typer.echo(leaderboard.markdown([summary]))
     extra = []
@@ -217,16 +221,18 @@ def sweep(
         if unused:  # a setting is an error only when no point of the sweep has it
             first = built[0][0]
             raise UserError(not_a_setting(sorted(unused)[0], first.model.name, first.strategy.name))
-        bases = [spec for spec, _, _ in built]
-        sweeping.check_sizes(bases[0], sizes)
-        points = sweeping.plan(bases, sizes, out)
+        points = sweeping.plan([spec for spec, _, _ in built], sizes, out)
+    from classbench.datasets.cache import DatasetCache
     from classbench.runner import ModelPool
 
+    datasets = DatasetCache()  # the size check and every point share one scan of the dataset
+    if sweeping.pending(points):
+        sweeping.check_sizes(points[0].spec, sorted({point.spec.sample.classes for point in points}), datasets)
     models = ModelPool()  # points of one model run back to back and share one load
     try:
         results = sweeping.run_points(points, lambda point: _run_and_report(
             point.spec, point.folder, settings.get("progress", True), settings.get("check_batching", False),
-            models=models), log=_log)
+            models=models, datasets=datasets), log=_log)
     finally:
         models.close()
     markdown_path, csv_path = sweep_table.write(results, out)
@@ -239,7 +245,8 @@ def sweep(
 def report(
     folders: Annotated[Optional[list[Path]], typer.Argument(help="run folders (each holding run.sqlite or metrics.json), or folders holding runs (a sweep)")] = None,
     csv: Annotated[bool, typer.Option("--csv", help="print CSV instead of markdown")] = False,
-    html: Annotated[Optional[Path], typer.Option(help="also write one self-contained HTML report here (plots as PNG and SVG beside it, in FILE-plots/)")] = None,
+    html: Annotated[Optional[Path], typer.Option(help="also write one self-contained HTML report here (each plot also saved beside it, in FILE-plots/, in the format the page embeds)")] = None,
+    plots: Annotated[Optional[str], typer.Option(help="with --html: also save every plot in these formats (png, svg or png,svg), drawn with matplotlib, for slides and papers")] = None,
     compare: Annotated[Optional[tuple[Path, Path]], typer.Option(help="compare two runs on the same images: accuracy difference with a paired bootstrap interval, McNemar's test")] = None,
 ) -> None:
     """Print the leaderboard of one or more runs: model | strategy | macro avg F1 | weighted avg F1 | accuracy | GPU (GB) | Speed (it/s).
@@ -257,13 +264,20 @@ def report(
         if not compare:
             raise UserError("classbench report: give one or more run folders (or --compare A B)")
         return
+    formats = frozenset()
+    if plots is not None:
+        from classbench.report import html as html_report
+
+        if not html:
+            raise UserError("--plots: only with --html FILE (the plots are saved beside the report)")
+        formats = html_report.parse_formats(plots)
     runs = run_folders.expand(folders)
     results = [leaderboard.load_metrics(folder) for folder in runs]
     typer.echo(leaderboard.as_csv(results) if csv else leaderboard.markdown(results), nl=not csv)
     if html:
         from classbench.report import html as html_report
 
-        typer.echo(f"HTML report: {html_report.write(runs, html, results)}")
+        typer.echo(f"HTML report: {html_report.write(runs, html, results, formats)}")
 
 
 @app.command()
@@ -308,13 +322,25 @@ def models() -> None:
 
 @app.command()
 def datasets(
-    source: Annotated[str, typer.Argument(help="class-per-folder tree, manifest, hf:NAME or saved HF dataset")],
+    source: Annotated[Optional[str], typer.Argument(help="class-per-folder tree, manifest, hf:NAME, saved HF dataset, or a catalogue name")] = None,
     label_file: Annotated[Optional[str], typer.Option(help="alias file folder→label")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="list the datasets known by name (the catalogue)")] = False,
+    dataset_root: Annotated[Optional[str], typer.Option(help="catalogue datasets: the folder torchvision is given as root")] = None,
+    split: Annotated[Optional[str], typer.Option(help="split of a catalogue or Hugging Face dataset")] = None,
+    download: Annotated[bool, typer.Option("--download", help="catalogue datasets: let torchvision download it into --dataset-root")] = False,
 ) -> None:
-    """Show what classbench sees in a dataset: classes, images per class, skipped files."""
+    """Show what classbench sees in a dataset: classes, images per class, skipped files (--list: the catalogue)."""
     from classbench.datasets import open_dataset
 
-    dataset = open_dataset(source, label_file=label_file)
+    if list_:
+        from classbench.datasets.catalogue import catalogue_lines
+
+        for line in catalogue_lines():
+            typer.echo(line)
+        return
+    if source is None:
+        raise UserError("classbench datasets: give a dataset (folder, manifest, hf:NAME or catalogue name), or --list")
+    dataset = open_dataset(source, label_file=label_file, split=split, dataset_root=dataset_root, download=download)
     counts = {name: len(samples) for name, samples in dataset.by_class().items()}
     typer.echo(f"{dataset.name}: {len(dataset.samples)} images in {len(dataset.classes)} classes")
     for name, count in counts.items():

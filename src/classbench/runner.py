@@ -18,7 +18,9 @@ from pathlib import Path
 from time import perf_counter
 
 from classbench import pricing, provenance, strategies
-from classbench.datasets import Dataset, Sample, open_dataset, select
+from classbench.datasets import Dataset, Sample, read_class_list, select
+from classbench.datasets.cache import DatasetCache
+from classbench.datasets.templates import with_dataset_templates
 from classbench.errors import ImageLoadError, UserError
 from classbench.models.base import Backend
 from classbench.records import MODEL_ERROR, UNREADABLE, Prediction, Question
@@ -84,22 +86,29 @@ class ModelPool:
 
 
 def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callable[[str], None] = print,
-        check_batching: bool = False, models: ModelPool | None = None) -> RunResult:
+        check_batching: bool = False, models: ModelPool | None = None,
+        datasets: DatasetCache | None = None) -> RunResult:
+    """`datasets`: share one scan of the dataset between runs (a sweep's points); None scans here."""
     progress = progress or Progress()
     pool = models or ModelPool()
     try:
-        return _run(spec, out, progress, log, check_batching, pool)
+        return _run(spec, out, progress, log, check_batching, pool, datasets or DatasetCache())
     finally:
         if models is None:
             pool.close()
 
 
 def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None], check_batching: bool,
-         pool: ModelPool) -> RunResult:
-    dataset = open_dataset(spec.dataset.source, label_file=spec.dataset.label_file, split=spec.dataset.split,
-                           image_column=spec.dataset.image_column, label_column=spec.dataset.label_column)
+         pool: ModelPool, datasets: DatasetCache) -> RunResult:
+    done = _done_without_data(spec, out)
+    if done is not None:
+        log(f"resuming {out}: {done} of {done} images done")
+        return RunResult(out, True, 0, done)
+    dataset = datasets.open(spec)
     sample = spec.sample
-    selection = select(dataset, sample.classes, sample.per_class, sample.seed, sample.background, shots=spec.shots())
+    class_list = read_class_list(sample.class_list) if sample.class_list else None
+    selection = select(dataset, sample.classes, sample.per_class, sample.seed, sample.background, shots=spec.shots(),
+                       class_list=class_list)
     out.mkdir(parents=True, exist_ok=True)
     new_run = not (out / STORE_NAME).exists()
     store = Store(out / STORE_NAME)
@@ -109,7 +118,7 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
             selection.samples,
             {"spec": spec.model_dump(mode="json"), "classes": selection.classes, "background": selection.background,
              "dataset": {"name": dataset.name, "n_images": len(dataset.samples), "n_classes": len(dataset.classes),
-                         "skipped": dict(dataset.skipped)},
+                         "skipped": dict(dataset.skipped), **dataset.info, "templates": dataset.templates},
              "provenance": provenance.collect()},
         )
         for reason, count in sorted(dataset.skipped.items()):
@@ -122,7 +131,7 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
             return RunResult(out, resumed, 0, len(selection.samples))
 
         try:
-            model, load_s = pool.get(spec)
+            model, load_s = pool.get(with_dataset_templates(spec, dataset))
             context = Context(classes=selection.classes, background=selection.background, seed=sample.seed,
                               batch_size=spec.runtime.batch_size, out=out, shots=selection.shots,
                               load_image=dataset.load)
@@ -276,6 +285,18 @@ def _load_chunk(dataset: Dataset, chunk: list[Sample], finished: set[str], whole
         except ImageLoadError as error:
             failures.append((sample, str(error)))
     return _Loaded(items, failures)
+
+
+def _done_without_data(spec: RunSpec, out: Path) -> int | None:
+    """The image count of a finished run of this spec in `out`, found from its store alone, so
+    running it again neither scans the dataset nor loads the model; None when work is left."""
+    if not (out / STORE_NAME).is_file():
+        return None
+    store = Store(out / STORE_NAME)
+    try:
+        return store.done_without_data(spec.identity())
+    finally:
+        store.close()
 
 
 def _finished(store: Store) -> set[str]:

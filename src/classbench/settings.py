@@ -28,15 +28,24 @@ NO_FLAG = "no_flag"
 class Settings(BaseModel):
     """Base of every component's settings: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @classmethod
     def runtime_names(cls) -> frozenset[str]:
         return frozenset(name for name, info in cls.model_fields.items() if _marked(info, RUNTIME))
 
+    @classmethod
+    def names(cls) -> dict[str, str]:
+        """The name a user writes (a field's alias, where it needs one: `model_config` is pydantic's) → the field."""
+        return {info.alias or name: name for name, info in cls.model_fields.items()}
+
     def identity(self) -> dict[str, Any]:
-        """The settings that decide answers (everything not marked runtime)."""
-        return self.model_dump(mode="json", exclude=set(self.runtime_names()))
+        """The settings that decide answers (everything not marked runtime), by the names users write."""
+        return self.model_dump(mode="json", by_alias=True, exclude=set(self.runtime_names()))
+
+    def values(self) -> dict[str, Any]:
+        """Every setting, by the names users write."""
+        return self.model_dump(by_alias=True)
 
 
 class NoSettings(Settings):
@@ -82,7 +91,7 @@ def describe(settings: type[Settings]) -> list[SettingInfo]:
     described = []
     for name, info in settings.model_fields.items():
         kind, choices = _kind(info.annotation)
-        described.append(SettingInfo(name=name, kind=kind, default=info.get_default(call_default_factory=True),
+        described.append(SettingInfo(name=info.alias or name, kind=kind, default=info.get_default(call_default_factory=True),
                                      description=info.description or "", runtime=_marked(info, RUNTIME),
                                      flag=not _marked(info, NO_FLAG), choices=choices))
     return described

@@ -21,17 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from classbench.errors import UserError
 
 SECTIONS = ("dataset", "sample", "model", "strategy", "runtime")
 GENERAL: dict[str, tuple[str, str]] = {
-    "dataset": ("dataset", "source"), "label_file": ("dataset", "label_file"), "split": ("dataset", "split"),
-    "image_column": ("dataset", "image_column"), "label_column": ("dataset", "label_column"),
-    "classes": ("sample", "classes"), "per_class": ("sample", "per_class"), "shots": ("sample", "shots"),
-    "seed": ("sample", "seed"), "background": ("sample", "background"),
+    "dataset": ("dataset", "source"), "dataset_root": ("dataset", "root"), "label_file": ("dataset", "label_file"),
+    "split": ("dataset", "split"), "image_column": ("dataset", "image_column"),
+    "label_column": ("dataset", "label_column"),
+    "classes": ("sample", "classes"), "class_list": ("sample", "class_list"), "per_class": ("sample", "per_class"),
+    "shots": ("sample", "shots"), "seed": ("sample", "seed"), "background": ("sample", "background"),
     "batch_size": ("runtime", "batch_size"), "device": ("runtime", "device"), "max_cost": ("runtime", "max_cost"),
+    "download": ("runtime", "download"),
 }
 """Flat setting names (flags, classbench 0.1 configs) of the settings that concern every run."""
 
@@ -41,27 +43,38 @@ class _Section(BaseModel):
 
 
 class DatasetSpec(_Section):
-    source: str = Field(description="class-per-folder tree, .csv/.jsonl manifest, hf:NAME or a saved HF dataset")
+    source: str = Field(description="class-per-folder tree, .csv/.jsonl manifest, hf:NAME, a saved HF dataset, or "
+                                    "a catalogue name (caltech256, cifar10, …)")
+    root: str | None = Field(default=None, description="catalogue datasets: the folder torchvision is given as root")
     label_file: str | None = None
     split: str | None = None
     image_column: str | None = None
     label_column: str | None = None
 
-    @field_validator("source", "label_file")
+    @field_validator("source", "root", "label_file")
     @classmethod
-    def _absolute(cls, value: str | None) -> str | None:
-        """Resolve paths so the identity does not depend on the working directory."""
-        if value is None or value.startswith("hf:"):
+    def _absolute(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Resolve paths so the identity does not depend on the working directory (a catalogue name stays
+        a name)."""
+        from classbench.datasets.catalogue import is_catalogue_name
+
+        if value is None or value.startswith("hf:") or (info.field_name == "source" and is_catalogue_name(value)):
             return value
         return str(Path(value).expanduser().resolve())
 
 
 class SampleSpec(_Section):
     classes: int | None = Field(default=None, ge=1)
+    class_list: str | None = Field(default=None, description="file with one class per line: evaluate exactly these")
     per_class: int | None = Field(default=None, ge=1)
     shots: int | None = Field(default=None, ge=0, description="labelled images per class held out for a probe")
     seed: int = 0
     background: str | None = None
+
+    @field_validator("class_list")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        return None if value is None else str(Path(value).expanduser().resolve())
 
 
 class ComponentSpec(_Section):
@@ -74,6 +87,7 @@ class RuntimeSpec(_Section):
     batch_size: int = Field(default=16, ge=1)
     device: str = "auto"
     max_cost: float | None = Field(default=None, gt=0, description="stop cleanly once the run has cost this many USD")
+    download: bool = Field(default=False, description="catalogue datasets: let torchvision download the dataset")
 
 
 class RunSpec(_Section):
@@ -94,8 +108,8 @@ class RunSpec(_Section):
             strategy = strategies.settings_class(self.strategy.name)(**self.strategy.settings)
         except ValidationError as error:
             raise UserError(explain(error, f"strategy {self.strategy.name}")) from None
-        object.__setattr__(self, "model", ComponentSpec(name=self.model.name, settings=model.model_dump()))
-        object.__setattr__(self, "strategy", ComponentSpec(name=self.strategy.name, settings=strategy.model_dump()))
+        object.__setattr__(self, "model", ComponentSpec(name=self.model.name, settings=model.values()))
+        object.__setattr__(self, "strategy", ComponentSpec(name=self.strategy.name, settings=strategy.values()))
         return self
 
     def model_settings(self) -> Any:
@@ -240,7 +254,7 @@ def route(loose: dict[str, Any], nested: dict[str, dict[str, Any]]) -> set[str]:
                (nested["model"], models.settings_class(nested["model"]["name"]))]
     unused = set()
     for key, value in loose.items():
-        takers = [component for component, cls in targets if key in cls.model_fields]
+        takers = [component for component, cls in targets if key in cls.names()]
         for component in takers:
             component.setdefault("settings", {})[key] = value
         if not takers:
@@ -252,7 +266,7 @@ def not_a_setting(key: str, model: str, strategy: str) -> str:
     from classbench import models, strategies
 
     def names(cls: Any) -> str:
-        return ", ".join(cls.model_fields) or "none"
+        return ", ".join(cls.names()) or "none"
 
     flag = "--" + key.replace("_", "-")
     return (f"unknown setting {key!r} ({flag}): neither --strategy {strategy} "
@@ -322,8 +336,10 @@ def identity_differences(stored_identity: dict[str, Any], current: dict[str, Any
     default (the run was made with the behaviour the default preserves), so an upgrade never
     strands a half-finished run; the same holds for a 0.1 identity, upgraded first.
     """
-    old = _flatten(stored(stored_identity))
-    new = _flatten(current)
+    try:
+        old, new = _flatten(stored(stored_identity)), _flatten(stored(current))
+    except UserError:  # a component this release does not know: compare the records as they are
+        old, new = _flatten(stored_identity), _flatten(current)
     defaults = _flatten(_default_identity(current))
     changed = []
     for key in sorted(set(old) | set(new)):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from classbench.datasets.cache import DatasetCache
 from classbench.errors import UserError
 from classbench.spec import RunSpec
 
@@ -68,18 +69,37 @@ def plan(bases: Sequence[RunSpec], sizes: Sequence[int], out: Path) -> list[Poin
     return points
 
 
-def check_sizes(spec: RunSpec, sizes: Sequence[int]) -> None:
-    """Fail before the first point runs, not after hours, when a class count cannot be sampled."""
-    from classbench.datasets import open_dataset, select
+def check_sizes(spec: RunSpec, sizes: Sequence[int], datasets: DatasetCache | None = None) -> None:
+    """Fail before the first point runs, not after hours, when a class count cannot be sampled.
+    `datasets`: the cache the points will open the dataset from, so the check costs no scan."""
+    from classbench.datasets import read_class_list, select
 
-    source = spec.dataset
-    dataset = open_dataset(source.source, label_file=source.label_file, split=source.split,
-                           image_column=source.image_column, label_column=source.label_column)
+    dataset = (datasets or DatasetCache()).open(spec)
+    class_list = read_class_list(spec.sample.class_list) if spec.sample.class_list else None
     for size in sizes:
         try:
-            select(dataset, size, spec.sample.per_class, spec.sample.seed, spec.sample.background)
+            select(dataset, size, spec.sample.per_class, spec.sample.seed, spec.sample.background,
+                   class_list=class_list)
         except UserError as error:
             raise UserError(f"sweep point N={size}: {error}") from None
+
+
+def pending(points: Sequence[Point]) -> list[Point]:
+    """The points with work left (a finished point is known from its store, without the dataset)."""
+    from classbench.store import STORE_NAME, Store
+
+    left = []
+    for point in points:
+        path = point.folder / STORE_NAME
+        if path.is_file():
+            store = Store(path)
+            try:
+                if store.done_without_data(point.spec.identity()) is not None:
+                    continue
+            finally:
+                store.close()
+        left.append(point)
+    return left
 
 
 def run_points(points: Sequence[Point], execute: Callable[[Point], dict[str, Any]],

@@ -97,3 +97,35 @@ def build_tiny_siglip(folder: Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+TINY_OPEN_CLIP_CONFIG = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": IMAGE_SIZE, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": VOCAB_SIZE, "width": 32, "heads": 2, "layers": 2},
+}
+"""A tiny open_clip CLIP (ViT image tower, transformer text tower) with the real CLIP tokenizer."""
+
+
+def build_tiny_open_clip(folder: Path, seed: int = 0, safetensors: bool = True) -> Path:
+    """Save a tiny random open_clip model as open_clip's `local-dir:` folder: open_clip_config.json
+    (model_cfg + preprocess_cfg) and open_clip_pytorch_model.safetensors (or .bin)."""
+    import json
+
+    import torch
+    from open_clip.model import CLIP
+
+    torch.manual_seed(seed)
+    model = CLIP(**TINY_OPEN_CLIP_CONFIG).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"model_cfg": TINY_OPEN_CLIP_CONFIG,
+              "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}}
+    (folder / "open_clip_config.json").write_text(json.dumps(config), encoding="utf-8")
+    state = {key: value.contiguous() for key, value in model.state_dict().items()}
+    if safetensors:
+        from safetensors.torch import save_file
+
+        save_file(state, str(folder / "open_clip_pytorch_model.safetensors"))
+    else:
+        torch.save(state, folder / "open_clip_pytorch_model.bin")
+    return folder

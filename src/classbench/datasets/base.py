@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -26,6 +27,11 @@ class Dataset(ABC):
     classes: list[str]
     samples: list[Sample]
     skipped: Counter[str] = field(default_factory=Counter)
+    info: dict[str, Any] = field(default_factory=dict)
+    """Where the dataset came from (`source`: folder, manifest, huggingface or catalogue, and the
+    catalogue entry's library, root and split), recorded with the run."""
+    templates: str | None = None
+    """The name of the published prompt-template set for this dataset (`datasets/templates.py`), if any."""
 
     @abstractmethod
     def load(self, sample: Sample) -> Image.Image:

@@ -71,9 +71,10 @@ REGISTRY: dict[str, Entry] = {
     ),
     "open_clip": Entry(
         "classbench.models.clip:load_open_clip",
-        "zero-shot open_clip model ARCH/TAG (needs open-clip-torch; TAG may be a checkpoint file)",
+        "zero-shot open_clip model ARCH/TAG (TAG may be a checkpoint file), local-dir:FOLDER, hf-hub:ORG/REPO, "
+        "or CHECKPOINT with --option model_config=FILE.json (needs open-clip-torch)",
         "open_clip:ViT-B-32/laion2b_s34b_b79k",
-        "classbench.models.clip:ClipSettings",
+        "classbench.models.clip:OpenClipSettings",
     ),
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +40,11 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
     "a bright photo of a {}.",
     "a cropped photo of a {}.",
 )
-"""A small generic ensemble drawn from the CLIP paper's ImageNet prompts; override with the
-`templates` option (a list in a YAML config, a text file with one template per line, or one
-template string). `{}` is replaced by the class name."""
+"""A small generic ensemble drawn from the CLIP paper's ImageNet prompts, for datasets without a
+published set. A catalogue dataset offers its published set (`datasets/templates.py`) instead.
+Override with the `templates` option: a set's name (`imagenet`, `cifar`, `food101`, …), a list in
+a YAML config, a text file with one template per line, or one template string. `{}` is replaced by
+the class name."""
 
 TEXT_BATCH = 256
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -59,7 +62,15 @@ TextEncoder = Callable[[list[str]], Any]
 class ClipSettings(Settings):
     dtype: Literal["fp32", "fp16", "bf16"] = Field(default="fp32", description="weights' dtype")
     templates: str | list[str] | None = option_only(
-        None, "prompt templates with {} for the class name: one template, a file with one per line, or a YAML list")
+        None, "prompt templates with {} for the class name: a published set's name (imagenet, cifar, food101, …), "
+              "one template, a file with one per line, or a YAML list [default: the dataset's published set, else a "
+              "generic ensemble]")
+
+
+class OpenClipSettings(ClipSettings):
+    model_config_file: str | None = option_only(None, "an open_clip model config (JSON) for a checkpoint file of an "
+                                                      "architecture open_clip does not know",
+                                                alias="model_config")
 
 
 @dataclass
@@ -68,6 +79,8 @@ class ImageTextModel(ZeroShotModel):
     encode_texts: TextEncoder | None = None
     logit_scale: float = 100.0
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    templates_set: str = "default"
+    """Which set `templates` is (a published set's name, `default`, `file:PATH` or `custom`), for the record."""
     network: torch.nn.Module | None = None
     _classes: dict[tuple[str, ...], torch.Tensor] = field(default_factory=dict, repr=False)
 
@@ -84,7 +97,8 @@ class ImageTextModel(ZeroShotModel):
             if path is not None:
                 _write_cache(path, embeddings, names, self.templates)
         self._classes[names] = torch.from_numpy(embeddings)
-        return {"templates": list(self.templates), "text_embeddings_file": path.name if path else None,
+        return {"templates_set": self.templates_set, "templates": list(self.templates),
+                "text_embeddings_file": path.name if path else None,
                 "text_embeddings_cached": cached}
 
     @inference_mode
@@ -152,13 +166,20 @@ def _write_cache(path: Path, embeddings: np.ndarray, names: tuple[str, ...], tem
     temporary.replace(path)
 
 
-def read_templates(value: Any) -> tuple[str, ...]:
-    """The `templates` option: None (the default ensemble), a list, a file path, or one template."""
+def read_templates(value: Any) -> tuple[tuple[str, ...], str]:
+    """The `templates` option: None (the default ensemble), a published set's name, a list, a file path, or
+    one template. Returns the templates and which set they are, for the record."""
+    from classbench.datasets.templates import TEMPLATE_SETS
+
     if value is None:
-        return DEFAULT_TEMPLATES
+        return DEFAULT_TEMPLATES, "default"
+    label = "custom"
     if isinstance(value, str):
         path = Path(value).expanduser()
+        if "{}" not in value and not path.is_file() and value in TEMPLATE_SETS:
+            return TEMPLATE_SETS[value], value
         if "{}" not in value and path.is_file():
+            label = f"file:{path.resolve()}"
             lines = path.read_text(encoding="utf-8").splitlines()
             value = [line for line in (line.strip() for line in lines) if line and not line.startswith("#")]
             where = f"templates file {path}"
@@ -172,8 +193,9 @@ def read_templates(value: Any) -> tuple[str, ...]:
     missing = [item for item in value if "{}" not in item]
     if missing:
         raise UserError(f"{where}: template {missing[0]!r} has no {{}} where the class name goes, "
-                        "e.g. 'a photo of a {}.' (or the file it names does not exist)")
-    return tuple(value)
+                        "e.g. 'a photo of a {}.' (or the file it names does not exist, or the published "
+                        f"set it names is unknown: {', '.join(TEMPLATE_SETS)})")
+    return tuple(value), label
 
 
 def _features(output: Any) -> torch.Tensor:
@@ -188,7 +210,7 @@ def load_hf_clip(name: str, settings: ClipSettings, device: str) -> ImageTextMod
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    templates = read_templates(settings.templates)
+    templates, templates_set = read_templates(settings.templates)
     dtype = _dtype(settings.dtype)
     target = resolve_device(device)
     try:
@@ -220,38 +242,44 @@ def load_hf_clip(name: str, settings: ClipSettings, device: str) -> ImageTextMod
     return ImageTextModel(
         model_id=f"clip:{name}",
         revision=_hf_revision(name, network),
-        settings={"model_type": model_type, "dtype": _dtype_name(dtype), "device": str(target)},
+        settings={"model_type": model_type, "dtype": _dtype_name(dtype), "device": str(target),
+                  "templates": templates_set},
         encode_images=encode_images,
         encode_texts=encode_texts,
         logit_scale=float(scale.detach().exp()) if scale is not None else 100.0,
         templates=templates,
+        templates_set=templates_set,
         network=network,
     )
 
 
-def load_open_clip(name: str, settings: ClipSettings, device: str) -> ImageTextModel:
+OPEN_CLIP_SCHEMES = ("hf-hub:", "local-dir:")
+"""open_clip's own names for a model whose config travels with its weights: a hub repo or a local folder
+holding open_clip_config.json and open_clip_pytorch_model.bin (or .safetensors)."""
+
+
+def load_open_clip(name: str, settings: OpenClipSettings, device: str) -> ImageTextModel:
+    """`ARCH/TAG` (TAG: a pretrained tag or a checkpoint file), `hf-hub:ORG/REPO`, `local-dir:PATH`, or a
+    checkpoint file with `--option model_config=FILE.json` (an architecture open_clip does not know)."""
     import torch
 
     try:
         import open_clip
     except ImportError:
         raise UserError("open_clip models need open-clip-torch: pip install 'classbench[clip]'") from None
-    if name.startswith("hf-hub:"):
-        architecture, tag = name, None
-    else:
-        architecture, _, tag = name.partition("/")
-        if not tag:
-            raise UserError(f"open_clip:{name}: name the weights as open_clip:ARCH/TAG, e.g. "
-                            "open_clip:ViT-B-32/laion2b_s34b_b79k (tags: open_clip.list_pretrained()); "
-                            "TAG may also be a local checkpoint file")
-    templates = read_templates(settings.templates)
+    templates, templates_set = read_templates(settings.templates)
     dtype = _dtype(settings.dtype)
     target = resolve_device(device)
-    try:
-        network, _, preprocess = open_clip.create_model_and_transforms(architecture, pretrained=tag, device=target)
-        tokenizer = open_clip.get_tokenizer(architecture)
-    except (RuntimeError, OSError, ValueError) as error:
-        raise UserError(f"open_clip:{name}: cannot load ({error})") from None
+    described: dict[str, Any] = {"dtype": _dtype_name(dtype), "device": str(target), "templates": templates_set}
+    with tempfile.TemporaryDirectory(prefix="classbench-open-clip-") as scratch:
+        architecture, tag, revision = _open_clip_source(name, settings.model_config_file, Path(scratch))
+        if settings.model_config_file:
+            described["model_config"] = str(Path(settings.model_config_file).expanduser().resolve())
+        try:
+            network, _, preprocess = open_clip.create_model_and_transforms(architecture, pretrained=tag, device=target)
+            tokenizer = open_clip.get_tokenizer(architecture)
+        except (RuntimeError, OSError, ValueError, KeyError, TypeError) as error:
+            raise UserError(f"open_clip:{name}: cannot load ({type(error).__name__}: {error})") from None
     network.eval().to(dtype)
 
     def encode_images(images: Sequence[Image.Image]) -> torch.Tensor:
@@ -261,17 +289,75 @@ def load_open_clip(name: str, settings: ClipSettings, device: str) -> ImageTextM
     def encode_texts(texts: list[str]) -> torch.Tensor:
         return network.encode_text(tokenizer(texts).to(target))
 
-    revision = f"sha256:{file_sha256(Path(tag))[:16]}" if tag and Path(tag).is_file() else tag
     return ImageTextModel(
         model_id=f"open_clip:{name}",
         revision=revision,
-        settings={"dtype": _dtype_name(dtype), "device": str(target)},
+        settings=described,
         encode_images=encode_images,
         encode_texts=encode_texts,
         logit_scale=float(network.logit_scale.detach().exp()),
         templates=templates,
+        templates_set=templates_set,
         network=network,
     )
+
+
+def _open_clip_source(name: str, model_config: Any, scratch: Path) -> tuple[str, str | None, str | None]:
+    """What to hand open_clip (model name, pretrained tag or file) and the weights' revision.
+
+    A custom config is given to open_clip through its own `local-dir:` scheme: a scratch folder holding
+    the config and a link to the checkpoint, so open_clip reads both exactly as it would a saved model.
+    """
+    if model_config:
+        return _custom_config_dir(name, Path(str(model_config)).expanduser(), scratch)
+    if name.startswith("hf-hub:"):
+        return name, None, None
+    if name.startswith("local-dir:"):
+        folder = Path(name.removeprefix("local-dir:")).expanduser()
+        if not (folder / "open_clip_config.json").is_file():
+            raise UserError(f"open_clip:{name}: no open_clip_config.json in {folder}; a local-dir: folder holds "
+                            "open_clip_config.json and open_clip_pytorch_model.bin (or .safetensors)")
+        files = [folder / "open_clip_config.json", *_checkpoints(folder)]
+        return f"local-dir:{folder.resolve()}", None, _files_revision(files)
+    architecture, _, tag = name.partition("/")
+    if not tag:
+        raise UserError(f"open_clip:{name}: name the weights as open_clip:ARCH/TAG, e.g. "
+                        "open_clip:ViT-B-32/laion2b_s34b_b79k (tags: open_clip.list_pretrained()); TAG may also "
+                        "be a local checkpoint file; or use open_clip:local-dir:FOLDER or open_clip:hf-hub:ORG/REPO")
+    revision = _files_revision([Path(tag)]) if Path(tag).is_file() else tag
+    return architecture, tag, revision
+
+
+def _custom_config_dir(name: str, config: Path, scratch: Path) -> tuple[str, None, str]:
+    checkpoint = Path(name).expanduser()
+    if name.startswith(OPEN_CLIP_SCHEMES) or not checkpoint.is_file():
+        raise UserError(f"open_clip:{name}: with --option model_config=FILE.json, name the checkpoint file: "
+                        "open_clip:/path/to/checkpoint.pt (a local-dir: folder carries its own config)")
+    try:
+        loaded = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UserError(f"--option model_config={config}: cannot read it as JSON ({error})") from None
+    model_cfg = loaded.get("model_cfg", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(model_cfg, dict) or not {"embed_dim", "vision_cfg", "text_cfg"} <= set(model_cfg):
+        raise UserError(f"--option model_config={config}: an open_clip model config has embed_dim, vision_cfg and "
+                        "text_cfg (as in open_clip's model_configs/*.json), optionally under model_cfg")
+    wrapped = {"model_cfg": model_cfg, "preprocess_cfg": loaded.get("preprocess_cfg", {})}
+    (scratch / "open_clip_config.json").write_text(json.dumps(wrapped), encoding="utf-8")
+    weights = "open_clip_model.safetensors" if checkpoint.suffix == ".safetensors" else "open_clip_pytorch_model.bin"
+    (scratch / weights).symlink_to(checkpoint.resolve())
+    return f"local-dir:{scratch}", None, _files_revision([config, checkpoint])
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    return sorted(path for suffix in ("*.safetensors", "*.bin", "*.pth") for path in folder.glob(suffix))
+
+
+def _files_revision(files: Sequence[Path]) -> str:
+    """The weights' identity: a changed checkpoint or config is a new model."""
+    if len(files) == 1:
+        return f"sha256:{file_sha256(files[0])[:16]}"
+    digest = hashlib.sha256("".join(file_sha256(path) for path in files).encode()).hexdigest()
+    return f"sha256:{digest[:16]}"
 
 
 def _dtype(value: Any) -> Any:

@@ -40,6 +40,7 @@ REGISTRY: dict[str, Entry] = {
                     "a classifier's own labels mapped onto the classes, or a CLIP-style model's scores for the class names"),
     "probe": Entry("classbench.strategies.probe:ProbeSettings", ("classbench.strategies.probe:Probe",),
                    "logistic regression on frozen image features, fitted on --shots K labelled images per class",
+                   "classbench.strategies.probe:summarise", "classbench.strategies.probe:summary_line",
                    default_shots=5),
     "closed-set": Entry("classbench.strategies.closed_set:ClosedSetSettings",
                         ("classbench.strategies.closed_set:ClosedSet",),
