@@ -16,7 +16,8 @@ from pathlib import Path
 from time import perf_counter
 
 from classbench import pricing, provenance
-from classbench.datasets import Dataset, open_dataset, read_class_list, select
+from classbench.datasets import read_class_list, select
+from classbench.datasets.cache import DatasetCache
 from classbench.datasets.templates import with_dataset_templates
 from classbench.errors import UserError
 from classbench.executors import Chunk, Executor, Job, Record, chunks_of, make_executor
@@ -47,30 +48,28 @@ class Progress:
 
 
 def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callable[[str], None] = print,
-        check_batching: bool = False, models: ModelPool | None = None, executor: Executor | None = None) -> RunResult:
-    """Run (or resume) one run. `executor` answers the chunks (default: the spec's `--executor`, made
-    for this run and closed after it); `models` keeps a local model loaded across runs."""
+        check_batching: bool = False, models: ModelPool | None = None,
+        datasets: DatasetCache | None = None, executor: Executor | None = None) -> RunResult:
+    """`datasets`: share one scan of the dataset between runs (a sweep's points); None scans here.
+    `executor` answers the chunks (default: the spec's `--executor`, made for this run and closed after
+    it); `models` keeps a local model loaded across runs of the default local executor."""
     progress = progress or Progress()
     own = executor is None
     executor = executor or make_executor(spec.runtime, models)
     try:
-        return _run(spec, out, progress, log, check_batching, executor)
+        return _run(spec, out, progress, log, check_batching, executor, datasets or DatasetCache())
     finally:
         if own:
             executor.close()
 
 
-def open_spec_dataset(spec: RunSpec) -> Dataset:
-    """The dataset a spec names, opened with every reading setting it has."""
-    source = spec.dataset
-    return open_dataset(source.source, label_file=source.label_file, split=source.split,
-                        image_column=source.image_column, label_column=source.label_column,
-                        dataset_root=source.root, download=spec.runtime.download)
-
-
 def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None], check_batching: bool,
-         executor: Executor) -> RunResult:
-    dataset = open_spec_dataset(spec)
+         executor: Executor, datasets: DatasetCache) -> RunResult:
+    done = _done_without_data(spec, out)
+    if done is not None:
+        log(f"resuming {out}: {done} of {done} images done")
+        return RunResult(out, True, 0, done)
+    dataset = datasets.open(spec)
     sample = spec.sample
     class_list = read_class_list(sample.class_list) if sample.class_list else None
     selection = select(dataset, sample.classes, sample.per_class, sample.seed, sample.background, shots=spec.shots(),
@@ -167,6 +166,18 @@ def _write(store: Store, records: list[Record], clock: float,
         store.add_work(images=done, seconds=now - clock)
     progress.advance(done)
     return now
+
+
+def _done_without_data(spec: RunSpec, out: Path) -> int | None:
+    """The image count of a finished run of this spec in `out`, found from its store alone, so
+    running it again neither scans the dataset nor loads the model; None when work is left."""
+    if not (out / STORE_NAME).is_file():
+        return None
+    store = Store(out / STORE_NAME)
+    try:
+        return store.done_without_data(spec.identity())
+    finally:
+        store.close()
 
 
 def _finished(store: Store) -> set[str]:

@@ -13,6 +13,7 @@ forked from the driver after it opened the run folder, and workers never open th
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -79,24 +80,12 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, runtime: RuntimeSpec) -> None:
-        import ray
-
-        connect(runtime.ray_address, runtime.workers)
-        self.ray = ray
+        """Ray is started or joined at the first `start`, so a finished run (nothing to ask) costs nothing."""
+        if importlib.util.find_spec("ray") is None:
+            raise UserError("--executor ray needs Ray: pip install 'classbench[ray]'")
         self.runtime = runtime
-        gpus = runtime.gpus_per_worker
-        resources = ray.cluster_resources()
-        self.gpus = gpus if gpus is not None else (1.0 if resources.get("GPU", 0) > 0 else 0.0)
-        for name, needed in (("CPU", runtime.workers), ("GPU", self.gpus * runtime.workers)):
-            if needed > resources.get(name, 0):  # Ray would wait for them for ever
-                raise UserError(f"--workers {runtime.workers} need {needed:g} {name}s (1 CPU and --gpus-per-worker "
-                                f"{self.gpus:g} GPU each) but the Ray cluster has {resources.get(name, 0):g}: "
-                                "lower --workers or --gpus-per-worker, or add nodes")
-        from classbench.executors.ray_worker import Worker
-
-        self._died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                      ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError)
-        self.actor_class = ray.remote(num_cpus=1, num_gpus=self.gpus, max_concurrency=2, max_restarts=0)(Worker)
+        self.ray: Any = None
+        self.gpus = 0.0
         self.slots: list[_Slot] = []
         self.retired: list[_Slot] = []
         """Workers that died during this run: their answers count in the figures."""
@@ -112,7 +101,29 @@ class RayExecutor(Executor):
 
     # --- starting workers ------------------------------------------------------------------------
 
+    def _connect(self) -> None:
+        import ray
+
+        runtime = self.runtime
+        connect(runtime.ray_address, runtime.workers)
+        resources = ray.cluster_resources()
+        gpus = runtime.gpus_per_worker
+        self.gpus = gpus if gpus is not None else (1.0 if resources.get("GPU", 0) > 0 else 0.0)
+        for name, needed in (("CPU", runtime.workers), ("GPU", self.gpus * runtime.workers)):
+            if needed > resources.get(name, 0):  # Ray would wait for them for ever
+                raise UserError(f"--workers {runtime.workers} need {needed:g} {name}s (1 CPU and --gpus-per-worker "
+                                f"{self.gpus:g} GPU each) but the Ray cluster has {resources.get(name, 0):g}: "
+                                "lower --workers or --gpus-per-worker, or add nodes")
+        from classbench.executors.ray_worker import Worker
+
+        self._died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                      ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError)
+        self.actor_class = ray.remote(num_cpus=1, num_gpus=self.gpus, max_concurrency=2, max_restarts=0)(Worker)
+        self.ray = ray
+
     def start(self, job: Job, dataset: Dataset, out: Path) -> Started:
+        if self.ray is None:
+            self._connect()
         if self.runtime.ship_images:
             shipping.check(dataset)
         key = model_key(job.spec)
@@ -277,7 +288,7 @@ class RayExecutor(Executor):
         self._stop_all()
 
     def _stop_all(self) -> None:
-        for slot in self.slots:
+        for slot in self.slots if self.ray is not None else []:
             try:
                 self.ray.kill(slot.actor)
             except Exception:  # noqa: BLE001 - already gone

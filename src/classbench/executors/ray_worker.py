@@ -86,11 +86,12 @@ class Worker:
             return records, perf_counter() - started, strategy.model.peak_gpu_gb()
 
     def _open_dataset(self, job: Job) -> None:
-        from classbench.runner import open_spec_dataset
+        """What loads the run's images by id: a folder tree or manifest needs only its root (no scan)."""
+        from classbench.datasets.cache import image_source
 
         key = job.spec.dataset.model_dump_json()
         if key != self.dataset_key:
-            self.dataset, self.dataset_key = open_spec_dataset(job.spec), key
+            self.dataset, self.dataset_key = image_source(job.spec), key
 
     def _load_shot(self, sample: Sample) -> Any:
         return unpack(self.shots, sample) if self.shots is not None else self.dataset.load(sample)
