@@ -83,8 +83,10 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(part) for part in args.workers.split(",")]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    print(f"TEST backend: each call of 8 images sleeps {args.sleep_ms:g} ms, standing for GPU time; no real model runs.")
-    print(f"{args.images} images of 24×24 px, chunks of {args.batch_size}, direct strategy; {os.cpu_count()} CPU cores.")
+    print(f"TEST backend: each call of 8 images sleeps {args.sleep_ms:g} ms, standing for GPU time; "
+          "no real model runs.")
+    print(f"{args.images} images of 24×24 px, chunks of {args.batch_size}, direct strategy; "
+          f"{os.cpu_count()} CPU cores.")
     with tempfile.TemporaryDirectory(prefix="classbench-scale-") as folder:
         root = Path(folder)
         tree = make_tree(root / "tree", args.images)
@@ -109,7 +111,8 @@ def main() -> None:
             rate = clock.images / clock.wall
             driver_ms.append(1000 * clock.cpu / clock.images)
             same = "yes" if predictions(root / f"ray{count}") == reference else "NO"
-            print(f"| {count} | {rate:.1f} | {rate / (count * base):.3f} | {fixed:.1f} | {driver_ms[-1]:.2f} | {same} |")
+            efficiency = rate / (count * base)
+            print(f"| {count} | {rate:.1f} | {efficiency:.3f} | {fixed:.1f} | {driver_ms[-1]:.2f} | {same} |")
         cost = min(driver_ms) / 1000
         print(f"\ndriver's own cost per answer (Ray): {1000 * cost:.2f} ms of CPU, so one driver core can store about "
               f"{1 / cost:.0f} images/s: about {1 / cost / base:.0f} workers as fast as this local process.")

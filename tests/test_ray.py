@@ -1,8 +1,9 @@
 """`--executor ray`: the same answers as a local run, whatever dies on the way.
 
 All tests share one local Ray instance (`ray_address` in conftest.py, started once per session: Ray
-starts slowly on two cores) and run two workers, each holding one loaded model. Runs are compared with a local run of the same spec on
-what is stored: predictions, and every question's prompt, raw answer and mapped label.
+starts slowly on two cores) and run two workers, each holding one loaded model. Runs are compared
+with a local run of the same spec on what is stored: predictions, and every question's prompt, raw
+answer and mapped label.
 """
 
 from __future__ import annotations

@@ -57,7 +57,8 @@ class Worker:
         with self.model_lock:
             return self.models.get(job.spec)[1]
 
-    def start(self, job: Job, files: dict[str, bytes], shots: dict[str, Shipped] | None) -> tuple[Started, dict[str, bytes]]:
+    def start(self, job: Job, files: dict[str, bytes],
+              shots: dict[str, Shipped] | None) -> tuple[Started, dict[str, bytes]]:
         """Build the job's strategy; return what the runner stores, and the files it wrote."""
         with self.model_lock:
             model, load_s = self.models.get(job.spec)
