@@ -7,8 +7,10 @@ its chunks handed to another worker and is replaced; its unfinished chunks were 
 so nothing is recorded twice and nothing is lost. Killing the driver loses only the chunks in
 flight (Ray ends the driver's actors with it); the same command resumes from the store.
 
-Ray's processes are started by `ray.init` (a local instance) or already run (a cluster); none is
-forked from the driver after it opened the run folder, and workers never open the store.
+Ray's processes are started by `ray.init` (a local instance, through `subprocess.Popen`, which closes
+every other file descriptor, so none holds the run folder's files or a lock on them) or already run
+(a cluster); workers are started by Ray's own daemons, never forked from the driver, and never
+open the store.
 """
 
 from __future__ import annotations
