@@ -50,14 +50,14 @@ Settings come from flags or a YAML file (--config) with the same names; flags wi
 
 def _options(values: list[str]) -> dict[str, Any]:
     """Parse repeated KEY=VALUE flags; values are read as YAML scalars (numbers, booleans, strings)."""
-    import yaml
+    from classbench import safeyaml
 
     parsed: dict[str, Any] = {}
     for value in values:
         key, sep, raw = value.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--option {value!r}: expected KEY=VALUE, e.g. --option dtype=bf16")
-        parsed[key.strip().replace("-", "_")] = yaml.safe_load(raw) if raw else ""
+        parsed[key.strip().replace("-", "_")] = safeyaml.load(raw, f"--option {key.strip()}") if raw else ""
     return parsed
 
 
@@ -113,8 +113,13 @@ def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: boo
     from classbench.report import leaderboard
     from classbench.records import MODEL_ERROR
 
-    result = runner.run(spec, folder, progress=_RichProgress() if show_progress else None, log=_log,
-                        check_batching=check_batching, models=models)
+    from classbench.exits import RunInterrupted
+
+    try:
+        result = runner.run(spec, folder, progress=_RichProgress() if show_progress else None, log=_log,
+                            check_batching=check_batching, models=models)
+    except KeyboardInterrupt:
+        raise RunInterrupted(folder) from None
     summary = metrics.write_folder(folder)
     typer.echo(leaderboard.markdown([summary]))
     extra = []
@@ -261,13 +266,24 @@ def report(
         if not compare:
             raise UserError("classbench report: give one or more run folders (or --compare A B)")
         return
-    runs = run_folders.expand(folders)
-    results = [leaderboard.load_metrics(folder) for folder in runs]
+    runs, results, unreadable = [], [], []
+    for folder in run_folders.expand(folders):  # a damaged run costs its own row, not the report
+        try:
+            results.append(leaderboard.load_metrics(folder))
+            runs.append(folder)
+        except UserError as error:
+            unreadable.append(str(error))
+    if not results:
+        raise UserError(unreadable[0] if len(unreadable) == 1 else "no run could be read: " + " | ".join(unreadable))
     typer.echo(leaderboard.as_csv(results) if csv else leaderboard.markdown(results), nl=not csv)
     if html:
         from classbench.report import html as html_report
 
         typer.echo(f"HTML report: {html_report.write(runs, html, results)}")
+    for line in unreadable:
+        typer.echo(f"not reported: {line}", err=True)
+    if unreadable:
+        sys.exit(1)
 
 
 @app.command()
@@ -371,8 +387,28 @@ def _log(message: str) -> None:
 
 
 def main() -> None:
+    import sqlite3
+
+    from classbench import exits
+
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if code == exits.INTERRUPTED:  # typer turns a Ctrl-C outside a run into a returned 130
+            typer.echo(exits.interrupted_line(None), err=True)
+        if isinstance(code, int) and code:
+            sys.exit(code)
+    except exits.RunInterrupted as stopped:
+        typer.echo(exits.interrupted_line(stopped.folder), err=True)
+        sys.exit(exits.INTERRUPTED)
+    except sqlite3.Error as error:
+        typer.echo(f"error: {exits.sqlite_error_line(error)}", err=True)
+        sys.exit(1)
+    except OSError as error:
+        line = exits.os_error_line(error)
+        if line is None:
+            raise
+        typer.echo(f"error: {line}", err=True)
+        sys.exit(1)
     except UserError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
@@ -389,5 +425,5 @@ def main() -> None:
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except KeyboardInterrupt:
-        typer.echo("interrupted: run the same command again to resume", err=True)
-        sys.exit(130)
+        typer.echo(exits.interrupted_line(None), err=True)
+        sys.exit(exits.INTERRUPTED)

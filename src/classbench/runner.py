@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter
 
-from classbench import pricing, provenance, strategies
+from classbench import pricing, provenance, runlock, strategies
 from classbench.datasets import Dataset, Sample, open_dataset, read_class_list, select
 from classbench.datasets.templates import with_dataset_templates
 from classbench.errors import ImageLoadError, UserError
@@ -89,7 +89,8 @@ def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callabl
     progress = progress or Progress()
     pool = models or ModelPool()
     try:
-        return _run(spec, out, progress, log, check_batching, pool)
+        with runlock.hold(out):  # one process per run folder (runlock.py)
+            return _run(spec, out, progress, log, check_batching, pool)
     finally:
         if models is None:
             pool.close()

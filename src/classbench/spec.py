@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from classbench.errors import UserError
@@ -64,11 +63,11 @@ class DatasetSpec(_Section):
 
 
 class SampleSpec(_Section):
-    classes: int | None = Field(default=None, ge=1)
+    classes: int | None = Field(default=None, ge=1, strict=True)  # strict: `seed: yes` is no number
     class_list: str | None = Field(default=None, description="file with one class per line: evaluate exactly these")
-    per_class: int | None = Field(default=None, ge=1)
-    shots: int | None = Field(default=None, ge=0, description="labelled images per class held out for a probe")
-    seed: int = 0
+    per_class: int | None = Field(default=None, ge=1, strict=True)
+    shots: int | None = Field(default=None, ge=0, strict=True, description="labelled images per class held out for a probe")
+    seed: int = Field(default=0, strict=True)
     background: str | None = None
 
     @field_validator("class_list")
@@ -84,9 +83,9 @@ class ComponentSpec(_Section):
 
 
 class RuntimeSpec(_Section):
-    batch_size: int = Field(default=16, ge=1)
+    batch_size: int = Field(default=16, ge=1, strict=True)
     device: str = "auto"
-    max_cost: float | None = Field(default=None, gt=0, description="stop cleanly once the run has cost this many USD")
+    max_cost: float | None = Field(default=None, gt=0, strict=True, description="stop cleanly once the run has cost this many USD")
     download: bool = Field(default=False, description="catalogue datasets: let torchvision download the dataset")
 
 
@@ -213,12 +212,15 @@ def _absorb(values: dict[str, Any], nested: dict[str, dict[str, Any]], loose: di
 
 
 def _read_config(config: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any], str | None]:
+    from classbench import safeyaml
+
     try:
-        loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        text = config.read_text(encoding="utf-8")
     except OSError as error:
         raise UserError(f"--config {config}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise UserError(f"--config {config}: not valid YAML: {error}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--config {config}: not UTF-8 text; a config is a YAML file") from None
+    loaded = safeyaml.load(text, f"--config {config}") or {}  # refuses alias bombs before anything walks it
     if not isinstance(loaded, dict):
         raise UserError(f"--config {config}: expected a mapping of settings, e.g. `model: efficientnet-lite0`")
     nested, loose = _empty(), {}

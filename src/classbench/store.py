@@ -69,21 +69,31 @@ CREATE TABLE IF NOT EXISTS sessions (
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
         self.session_id: int | None = None
         self._depth = 0
+        if read_only:
+            self.db = _open_read_only(path)
+            return
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as error:
+            self.db.close()
+            if isinstance(error, sqlite3.OperationalError):  # a full disk or no permission: not damage
+                raise
+            raise UserError(damaged(path, error)) from None
 
     @classmethod
-    def open_existing(cls, folder: Path) -> Store:
+    def open_existing(cls, folder: Path, read_only: bool = False) -> Store:
+        """Open a run folder's store; `read_only` for reports, which must work on read-only media."""
         path = folder / STORE_NAME
         if not path.is_file():
             raise UserError(f"{folder}: not a classbench run folder (no {STORE_NAME})")
-        return cls(path)
+        return cls(path, read_only=read_only)
 
     def close(self) -> None:
         self.db.close()
@@ -268,6 +278,37 @@ class _Transaction:
         self.store._depth -= 1
         if self.store._depth == 0:
             self.store.db.execute("ROLLBACK" if kind else "COMMIT")
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """Open for reading without writing anything: `mode=ro` reads a WAL store's latest answers where the
+    folder is writable or its -shm file exists; on read-only media without one, `immutable=1` reads the
+    main file (a cleanly finished run has everything there)."""
+    last: sqlite3.DatabaseError | None = None
+    for mode in ("mode=ro", "immutable=1"):
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, isolation_level=None, timeout=30)
+        except sqlite3.DatabaseError as error:
+            last = error
+            continue
+        try:
+            db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
+            return db
+        except sqlite3.OperationalError as error:
+            last = error
+            db.close()
+            if "no such table" in str(error):
+                break
+        except sqlite3.DatabaseError as error:
+            db.close()
+            raise UserError(damaged(path, error)) from None
+    raise UserError(damaged(path, last))
+
+
+def damaged(path: Path, error: BaseException | None) -> str:
+    """The one line for a store SQLite cannot read: which file, and what to do."""
+    return (f"{path}: cannot read this run store ({error}); it is damaged or not a classbench store. Move it "
+            "out of the run folder (a run then starts over there) or restore it from a copy")
 
 
 def _json(value: dict[str, Any] | None) -> str | None:

@@ -151,7 +151,7 @@ def most_confused(metrics: dict[str, Any], limit: int = CONFUSED_PAIRS) -> list[
 def _gallery(folder: Path, metrics: dict[str, Any], datasets: _Datasets) -> tuple[list[dict[str, Any]], str | None]:
     if not (folder / STORE_NAME).is_file():
         return [], "no run.sqlite in this folder, so no images or raw answers to show"
-    store = Store.open_existing(folder)
+    store = Store.open_existing(folder, read_only=True)
     try:
         wrong = [p for p in store.predictions() if p.status != "failed" and p.prediction != p.label]
         chosen = wrong[:GALLERY_SIZE]
