@@ -89,6 +89,8 @@ def run(
     batch_size: Annotated[Optional[int], typer.Option(help="images per batch (speed only, never results) [default: 16]")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1, mps [default: auto]")] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="stop cleanly once the run has cost this many USD; raise it and run again to go on")] = None,
+    max_image_pixels: Annotated[Optional[int], typer.Option(help="refuse images with more pixels as unreadable, before decoding (memory per image) [default: 89478485]")] = None,
+    max_aspect_ratio: Annotated[Optional[float], typer.Option(help="refuse images whose long side is more than this many times the short one as unreadable [default: 200]")] = None,
     check_batching: Annotated[bool, typer.Option("--check-batching", help="first compare answers at batch sizes 1 and 8 on a few images; warn when they differ")] = False,
     config: Annotated[Optional[Path], typer.Option(help="YAML file with any of these settings (nested: dataset, sample, model {name, settings}, strategy {name, settings}, runtime; or flat, with the flags' names)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="run folder [default: runs/MODEL-STRATEGY-HASH, so the same command resumes]")] = None,
@@ -100,7 +102,8 @@ def run(
     general = dict(dataset=dataset, dataset_root=dataset_root, download=download, model=model, strategy=strategy,
                    classes=classes, class_list=class_list, per_class=per_class, shots=shots, seed=seed,
                    background=background, label_file=label_file, split=split, image_column=image_column,
-                   label_column=label_column, batch_size=batch_size, device=device, max_cost=max_cost)
+                   label_column=label_column, batch_size=batch_size, device=device, max_cost=max_cost,
+                   max_image_pixels=max_image_pixels, max_aspect_ratio=max_aspect_ratio)
     spec, config_out, _ = build_spec(config, {**general, **given(settings)}, _options(option))
     folder = out or (Path(config_out) if config_out else default_out(spec.model.name, spec.strategy.name,
                                                                       spec.identity_hash()))
@@ -132,6 +135,9 @@ def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: boo
         extra.append(f"accuracy 95% CI [{ci[0]:.3f}, {ci[1]:.3f}] over {summary['n_images']} images")
     if extra:
         typer.echo("; ".join(extra))
+    if summary.get("n_classes") == 1:
+        typer.echo(f"warning: the run has one class ({summary['classes'][0]!r}), so any answer naming it is right and "
+                   "accuracy says nothing about the model; use a dataset with two or more classes", err=True)
     if summary.get("strategy_summary"):
         from classbench import strategies
 

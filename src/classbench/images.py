@@ -25,6 +25,34 @@ IMAGE_SUFFIXES = frozenset(
 # Truncated files must fail loudly, not decode to a half-grey picture.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
+DEFAULT_MAX_PIXELS = 89_478_485
+"""Pillow's own bomb threshold (a 9459×9459 picture, about 270 MB decoded as RGB)."""
+DEFAULT_MAX_ASPECT_RATIO = 200.0
+"""Longer side over shorter side. Beyond it, resizing to a model's input makes one side vanish or
+the other huge (a 1×40000 PNG made one processor allocate 7.8 GB; Qwen2-VL's refuses beyond 200)."""
+
+_limits = {"pixels": DEFAULT_MAX_PIXELS, "aspect": DEFAULT_MAX_ASPECT_RATIO}
+
+
+def set_limits(max_pixels: int | None = None, max_aspect_ratio: float | None = None) -> None:
+    """Bound the memory one image may take: images beyond either limit are refused as unreadable
+    (recorded once, never asked), before they are decoded. None keeps the default."""
+    _limits["pixels"] = max_pixels or DEFAULT_MAX_PIXELS
+    _limits["aspect"] = max_aspect_ratio or DEFAULT_MAX_ASPECT_RATIO
+    Image.MAX_IMAGE_PIXELS = _limits["pixels"]
+
+
+def check_size(width: int, height: int, where: str) -> None:
+    """Refuse an image whose size alone would cost unbounded memory, naming the setting that allows it."""
+    if width * height > _limits["pixels"]:
+        raise ImageLoadError(f"{where}: {width}×{height} is {width * height:,} pixels, over the limit of "
+                             f"{_limits['pixels']:,} (raise --max-image-pixels to allow it, in a new --out)")
+    short, long = sorted((width, height))
+    if short == 0 or long / short > _limits["aspect"]:
+        raise ImageLoadError(f"{where}: {width}×{height} has an aspect ratio over {_limits['aspect']:g}:1, which "
+                             "resizing cannot turn into a model input (raise --max-aspect-ratio to allow it, in a "
+                             "new --out)")
+
 
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
@@ -41,18 +69,21 @@ def load_image(path: str | Path) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
+                check_size(*image.size, str(path))
                 image.load()
                 return to_rgb(image)
     except ImageLoadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageLoadError(f"{path}: refused as a possible decompression bomb ({error})") from None
+        raise ImageLoadError(f"{path}: refused as a possible decompression bomb ({error}); raise "
+                             "--max-image-pixels to allow larger images, in a new --out") from None
     except Exception as error:  # Pillow raises many types for corrupt data
         raise ImageLoadError(f"{path}: cannot decode image ({type(error).__name__}: {error})") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Return an RGB copy of a decoded image, oriented as a person would see it."""
+    check_size(*image.size, "image")
     image = ImageOps.exif_transpose(image)
     mode = image.mode
     if mode == "RGB":

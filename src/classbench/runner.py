@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter
 
-from classbench import pricing, provenance, runlock, strategies
+from classbench import images, pricing, provenance, runlock, strategies
 from classbench.datasets import Dataset, Sample, open_dataset, read_class_list, select
 from classbench.datasets.templates import with_dataset_templates
 from classbench.errors import ImageLoadError, UserError
@@ -106,6 +106,7 @@ def open_spec_dataset(spec: RunSpec) -> Dataset:
 
 def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None], check_batching: bool,
          pool: ModelPool) -> RunResult:
+    images.set_limits(spec.runtime.max_image_pixels, spec.runtime.max_aspect_ratio)  # memory per image
     dataset = open_spec_dataset(spec)
     sample = spec.sample
     class_list = read_class_list(sample.class_list) if sample.class_list else None

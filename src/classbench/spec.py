@@ -32,7 +32,8 @@ GENERAL: dict[str, tuple[str, str]] = {
     "classes": ("sample", "classes"), "class_list": ("sample", "class_list"), "per_class": ("sample", "per_class"),
     "shots": ("sample", "shots"), "seed": ("sample", "seed"), "background": ("sample", "background"),
     "batch_size": ("runtime", "batch_size"), "device": ("runtime", "device"), "max_cost": ("runtime", "max_cost"),
-    "download": ("runtime", "download"),
+    "download": ("runtime", "download"), "max_image_pixels": ("runtime", "max_image_pixels"),
+    "max_aspect_ratio": ("runtime", "max_aspect_ratio"),
 }
 """Flat setting names (flags, classbench 0.1 configs) of the settings that concern every run."""
 
@@ -87,6 +88,11 @@ class RuntimeSpec(_Section):
     device: str = "auto"
     max_cost: float | None = Field(default=None, gt=0, strict=True, description="stop cleanly once the run has cost this many USD")
     download: bool = Field(default=False, description="catalogue datasets: let torchvision download the dataset")
+    max_image_pixels: int | None = Field(default=None, ge=1, strict=True,
+                                         description="refuse larger images as unreadable [default: 89,478,485]")
+    max_aspect_ratio: float | None = Field(default=None, ge=1, strict=True,
+                                           description="refuse images whose long side exceeds the short one this "
+                                                       "many times [default: 200]")
 
 
 class RunSpec(_Section):
