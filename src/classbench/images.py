@@ -65,6 +65,8 @@ def load_image(path: str | Path) -> Image.Image:
             raise ImageLoadError(f"{path}: empty file (0 bytes)")
     except FileNotFoundError:
         raise ImageLoadError(f"{path}: file not found") from None
+    except (OSError, ValueError) as error:  # a name too long, a NUL byte, no permission: the path is unusable
+        raise ImageLoadError(f"{str(path)!r}: cannot open ({getattr(error, 'strerror', None) or error})") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -62,9 +62,8 @@ def _model_cell(m: dict[str, Any]) -> str:
     name = str(m.get("model"))
     if m.get("complete", True):
         return name
-    n_samples = m.get("n_samples")
-    answered = (m.get("n_images") or 0) + (m.get("n_failed") or 0)
-    return f"{name} (incomplete{f': {answered} of {n_samples} images' if n_samples else ''})"
+    n_samples, scored = m.get("n_samples"), m.get("n_images") or 0
+    return f"{name} (incomplete{f': {scored} of {n_samples} scored' if n_samples else ''})"
 
 
 def rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
