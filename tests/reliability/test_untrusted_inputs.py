@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from classbench.answers import AnswerMapper, check_distinct
+from classbench.answers import AnswerMapper
 from classbench.datasets import open_dataset
 from classbench.errors import ImageLoadError, UserError
-from classbench.images import load_image, set_limits
+from classbench.images import load_image
 from classbench.report import leaderboard
 from classbench.spec import build_spec
 
@@ -33,9 +33,12 @@ def _bomb(levels: int = 9) -> str:
     return "[" + ", ".join(anchors) + "]"
 
 
-@pytest.fixture(autouse=True)
-def default_image_limits():
-    yield
+@pytest.fixture
+def image_limits():
+    """`images.set_limits`, reset to the defaults after the test."""
+    from classbench.images import set_limits
+
+    yield set_limits
     set_limits()
 
 
@@ -157,6 +160,8 @@ def test_colliding_class_names_are_refused_with_their_names() -> None:
 
 
 def test_an_alias_file_disambiguates_colliding_folders(tmp_path: Path) -> None:
+    from classbench.answers import check_distinct
+
     for folder in ("cat", "Cat", "cats"):
         (tmp_path / folder).mkdir()
         Image.new("RGB", (8, 8)).save(tmp_path / folder / "a.png")
@@ -170,9 +175,11 @@ def test_an_alias_file_disambiguates_colliding_folders(tmp_path: Path) -> None:
 
 # --- images that would cost unbounded memory ---------------------------------------------------------
 
-def test_large_and_thin_images_are_refused_before_decoding_with_the_setting_that_allows_them(tmp_path: Path) -> None:
+def test_large_and_thin_images_are_refused_before_decoding_with_the_setting_that_allows_them(
+        tmp_path: Path, image_limits) -> None:
     from trees import bomb_png
 
+    set_limits = image_limits
     (tmp_path / "big.png").write_bytes(bomb_png(12000, 12000))
     with pytest.raises(ImageLoadError, match="--max-image-pixels"):
         load_image(tmp_path / "big.png")
