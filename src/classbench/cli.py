@@ -272,15 +272,7 @@ def report(
         if not compare:
             raise UserError("classbench report: give one or more run folders (or --compare A B)")
         return
-    runs, results, unreadable = [], [], []
-    for folder in run_folders.expand(folders):  # a damaged run costs its own row, not the report
-        try:
-            results.append(leaderboard.load_metrics(folder))
-            runs.append(folder)
-        except UserError as error:
-            unreadable.append(str(error))
-    if not results:
-        raise UserError(unreadable[0] if len(unreadable) == 1 else "no run could be read: " + " | ".join(unreadable))
+    runs, results, unreadable = leaderboard.load_readable(run_folders.expand(folders))
     typer.echo(leaderboard.as_csv(results) if csv else leaderboard.markdown(results), nl=not csv)
     if html:
         from classbench.report import html as html_report
@@ -393,28 +385,11 @@ def _log(message: str) -> None:
 
 
 def main() -> None:
-    import sqlite3
-
     from classbench import exits
 
     try:
-        code = app(standalone_mode=False)
-        if code == exits.INTERRUPTED:  # typer turns a Ctrl-C outside a run into a returned 130
-            typer.echo(exits.interrupted_line(None), err=True)
-        if isinstance(code, int) and code:
-            sys.exit(code)
-    except exits.RunInterrupted as stopped:
-        typer.echo(exits.interrupted_line(stopped.folder), err=True)
-        sys.exit(exits.INTERRUPTED)
-    except sqlite3.Error as error:
-        typer.echo(f"error: {exits.sqlite_error_line(error)}", err=True)
-        sys.exit(1)
-    except OSError as error:
-        line = exits.os_error_line(error)
-        if line is None:
-            raise
-        typer.echo(f"error: {line}", err=True)
-        sys.exit(1)
+        with exits.one_line():  # Ctrl-C, a full disk, a damaged store: one line and an exit status
+            exits.finish(app(standalone_mode=False))
     except UserError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)

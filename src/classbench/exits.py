@@ -12,6 +12,8 @@ import errno
 import shlex
 import sqlite3
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 INTERRUPTED = 130
@@ -82,3 +84,34 @@ def sqlite_error_line(error: sqlite3.Error) -> str:
         return f"run.sqlite is busy ({text}): another process holds it; wait for it, then try again"
     return (f"a run.sqlite could not be read ({text}): the file is damaged or not a classbench store; move it "
             "out of the run folder and run again to start over, or restore it from a copy")
+
+
+def finish(code: object) -> None:
+    """End with the status typer returned (it returns 130 for a Ctrl-C outside a run, saying nothing)."""
+    if code == INTERRUPTED:
+        _say(interrupted_line(None))
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+@contextmanager
+def one_line() -> Iterator[None]:
+    """Turn an interrupt, a full disk or a damaged store that reaches the top into one line and a status."""
+    try:
+        yield
+    except RunInterrupted as stopped:
+        _say(interrupted_line(stopped.folder))
+        sys.exit(INTERRUPTED)
+    except sqlite3.Error as error:
+        _say(f"error: {sqlite_error_line(error)}")
+        sys.exit(1)
+    except OSError as error:
+        line = os_error_line(error)
+        if line is None:
+            raise
+        _say(f"error: {line}")
+        sys.exit(1)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

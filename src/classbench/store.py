@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from dataclasses import replace
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from classbench.datasets.base import Sample
 from classbench.errors import UserError
-from classbench.records import MODEL_ERROR, Prediction, Question
+from classbench.records import MODEL_ERROR, Prediction, Question, settled_failure
 from classbench.spec import identity_differences
 
 STORE_NAME = "run.sqlite"
@@ -196,6 +197,9 @@ class Store:
                 [(image, q.key, q.prompt, q.answer, q.label, q.latency_s, q.tokens_in, q.tokens_out,
                   _json(q.detail), q.error, now) for q in questions],
             )
+            if prediction is not None and prediction.status == "failed" and prediction.error:
+                previous = self.db.execute("SELECT error FROM predictions WHERE image = ?", (image,)).fetchone()
+                prediction = replace(prediction, error=settled_failure(previous and previous[0], prediction.error))
             if prediction is not None:
                 self.db.execute(
                     "INSERT OR REPLACE INTO predictions (image, label, prediction, status, error, latency_s, detail, created) "

@@ -223,3 +223,27 @@ def test_the_text_leaderboard_marks_unfinished_and_unscored_runs() -> None:
     assert "| 0.50 |" in lines["| done"]
     assert lines["| broken (incomplete: 0 of 10 scored)"].count("N/A") >= 3
     assert "0.00" not in lines["| broken (incomplete: 0 of 10 scored)"]
+
+
+# --- which failures a later run asks again -----------------------------------------------------------
+
+def test_the_same_model_error_twice_is_settled_and_an_environment_error_never(tmp_path: Path) -> None:
+    from classbench.datasets import Sample
+    from classbench.records import MODEL_ERROR, Prediction
+    from classbench.store import Store
+
+    store = Store(tmp_path / "run.sqlite")
+    images = ["thin.png", "flaky.png", "changing.png", "ok.png"]
+    store.begin_or_resume({"id": 1}, [Sample(image, "cat") for image in images], {})
+    errors = {"thin.png": ["ValueError: absolute aspect ratio must be smaller than 200, got 500.0"] * 2,
+              "flaky.png": ["OutOfMemoryError: CUDA out of memory. Tried to allocate 7.80 GiB"] * 2,
+              "changing.png": ["ValueError: first", "ValueError: second"]}
+    for attempt in range(2):  # two runs of the folder
+        for image, texts in errors.items():
+            assert image not in store.finished_images()
+            store.record(image, [], Prediction(image, "cat", None, "failed", MODEL_ERROR + texts[attempt]))
+        store.record("ok.png", [], Prediction("ok.png", "cat", "cat", "ok"))
+    assert store.finished_images() == {"thin.png", "ok.png"}
+    assert store.predictions()[0].error == ("model refused the image: ValueError: absolute aspect ratio must be "
+                                            "smaller than 200, got 500.0")
+    store.close()

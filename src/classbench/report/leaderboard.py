@@ -42,6 +42,21 @@ def load_metrics(folder: Path) -> dict[str, Any]:
     raise UserError(f"{folder}: not a classbench run folder (no {STORE_NAME} or metrics.json)")
 
 
+def load_readable(folders: Sequence[Path]) -> tuple[list[Path], list[dict[str, Any]], list[str]]:
+    """The folders that could be read, their metrics, and one line per folder that could not: a damaged
+    run costs its own row, not the report. Refuses only when no folder could be read."""
+    runs, results, unreadable = [], [], []
+    for folder in folders:
+        try:
+            results.append(load_metrics(folder))
+            runs.append(folder)
+        except UserError as error:
+            unreadable.append(str(error))
+    if not results:
+        raise UserError(unreadable[0] if len(unreadable) == 1 else "no run could be read: " + " | ".join(unreadable))
+    return runs, results, unreadable
+
+
 def _metrics_json(path: Path) -> dict[str, Any]:
     """A copied run's metrics.json, checked to be classbench's before any figure is read from it."""
     try:
