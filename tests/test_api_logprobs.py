@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,6 +96,17 @@ def _by_image(out: Path, table: str, columns: str) -> dict[str, tuple]:
     return {Path(image).stem: rest for image, *rest in _rows(out, table, f"image, {columns}")}
 
 
+def _asked(out: Path) -> dict[str, Any]:
+    """Each image's question as asked, read through the store (which packs class lists and prompts)."""
+    from classbench.store import Store
+
+    store = Store.open_existing(out)
+    try:
+        return {Path(image).stem: question for image, question in store.all_questions()}
+    finally:
+        store.close()
+
+
 def _scores(top: dict[str, float], counts: dict[str, list[str]]) -> list[float]:
     """Probabilities over CLASSES from which token counts for which classes (worked out by hand)."""
     mass = {name: sum(math.exp(top[token]) for token, names in counts.items() if name in names) for name in CLASSES}
@@ -131,9 +143,8 @@ def test_likelihood_scores_the_first_token_and_the_text_breaks_shared_token_ties
     assert predictions["06"][1] == "invalid" == predictions["08"][1]
     assert details["08"]["outcome"] == "no class reached" and details["08"]["scores"] == pytest.approx([1 / 6] * 6, abs=1e-5)
 
-    questions = _by_image(tmp_path, "questions", "key, prompt, answer, label, detail")
-    key, prompt, answer, label, detail = questions["02"]
-    detail = json.loads(detail)
+    asked = _asked(tmp_path)["02"]
+    key, prompt, answer, label, detail = asked.key, asked.prompt, asked.answer, asked.label, asked.detail
     assert (key, answer, label) == ("score", "A dog", "dog")
     assert detail["first_token"] == "A" and detail["top_logprobs"] == REPLIES[2][3]
     assert prompt.startswith("Question: Answer this question in a single word") and "{classes}" not in prompt
@@ -156,8 +167,8 @@ def test_the_class_order_is_closed_set_shuffle_0(tree: Path, server: LogprobServ
     assert all(body["top_logprobs"] == 2 for body in server.requests)
     closed = _run(tree, server, tmp_path / "closed", "closed-set")
     assert closed.returncode == 0, closed.stderr
-    likelihood = _by_image(tmp_path / "likelihood", "questions", "prompt")
-    assert likelihood == _by_image(tmp_path / "closed", "questions", "prompt")
+    likelihood = {image: q.prompt for image, q in _asked(tmp_path / "likelihood").items()}
+    assert likelihood == {image: q.prompt for image, q in _asked(tmp_path / "closed").items()}
     # With two tokens listed, "Cats"'s third-best "car" is gone, so cat has all the mass.
     detail = json.loads(_by_image(tmp_path / "likelihood", "predictions", "detail")["01"][0])
     assert detail["scores"] == [0, 0, 1, 0, 0, 0]

@@ -139,9 +139,10 @@ def test_a_folder_run_keeps_the_default_templates(tmp_path: Path) -> None:
 
 
 def test_the_html_report_finds_a_catalogue_runs_images(tmp_path: Path, monkeypatch) -> None:
-    from classbench.report.html import _Datasets
+    from classbench.report.gallery import Thumbnails
 
     monkeypatch.chdir(tmp_path)
     root = trees.dtd(tmp_path / "root")
-    dataset, problem = _Datasets().open({"dataset": "dtd", "dataset_root": str(root), "split": "test"})
+    _, dataset, problem = Thumbnails().source({"dataset": "dtd", "dataset_root": str(root), "split": "test",
+                                               "model": "efficientnet-lite0"})
     assert problem is None and dataset.load(dataset.samples[0]).mode == "RGB"

@@ -96,7 +96,12 @@ def test_a_custom_prompt_template_is_what_the_model_is_asked(tmp_path: Path) -> 
     out = tmp_path / "run"
     run(image_tree(tmp_path / "tree"), out, model_folder("llava", CAT), "closed-set",
         prompt="Pick {classes} {oddly braced}?", batch_size=4)
-    prompts = [row[0] for row in _select(out, "SELECT prompt FROM questions")]
+    from classbench.store import Store
+
+    store = Store.open_existing(out)
+    prompts = [q.prompt for _, q in store.all_questions()]
+    store.close()
+    assert prompts
     assert all(p.startswith("Pick ") and p.endswith(" {oddly braced}?") for p in prompts)
 
 
@@ -201,16 +206,6 @@ def _write_metrics(out: Path) -> None:
         metrics.write(store, out)
     finally:
         store.close()
-
-
-def _select(out: Path, sql: str) -> list[tuple]:
-    import sqlite3
-
-    db = sqlite3.connect(out / "run.sqlite")
-    try:
-        return list(db.execute(sql))
-    finally:
-        db.close()
 
 
 def test_kill_9_mid_chunk_at_batch_4_resumes_to_the_same_answers(tmp_path: Path) -> None:

@@ -45,14 +45,42 @@ def test_user_strings_are_escaped_in_the_file(report: tuple[Path, Runs, int]) ->
     assert "http://" not in text.replace("http://www.w3.org", "") and "https://" not in text
 
 
-def test_plots_are_saved_as_png_and_svg(report: tuple[Path, Runs, int]) -> None:
+EMBEDDED = {"accuracy-vs-classes": "svg", "speed-vs-accuracy": "png", "01-efficientnet-lite0-direct-n3-confusion": "svg",
+            "02-efficientnet-lite0-direct-n5-per-class-f1": "svg",
+            "04-efficientnet-lite0-closed-set-n5-positional-bias": "svg"}
+
+
+def test_each_plot_is_saved_once_in_the_format_the_page_embeds(report: tuple[Path, Runs, int]) -> None:
     plots = report[0].with_name("report-plots")
     names = {path.name for path in plots.iterdir()}
-    for stem in ("accuracy-vs-classes", "speed-vs-accuracy", "01-efficientnet-lite0-direct-n3-confusion",
-                 "02-efficientnet-lite0-direct-n5-per-class-f1", "04-efficientnet-lite0-closed-set-n5-positional-bias"):
-        assert {f"{stem}.png", f"{stem}.svg"} <= names, stem
-    assert (plots / "accuracy-vs-classes.png").read_bytes().startswith(b"\x89PNG")
+    for stem, suffix in EMBEDDED.items():
+        other = "png" if suffix == "svg" else "svg"
+        assert f"{stem}.{suffix}" in names and f"{stem}.{other}" not in names, stem
+    assert (plots / "speed-vs-accuracy.png").read_bytes().startswith(b"\x89PNG")
     assert b"<svg" in (plots / "accuracy-vs-classes.svg").read_bytes()[:1000]
+
+
+def test_plots_png_svg_saves_every_plot_in_both_formats(report: tuple[Path, Runs, int], tmp_path: Path) -> None:
+    _, runs, _ = report
+    out = tmp_path / "both.html"
+    cli("report", str(runs.sweep), "--html", str(out), "--plots", "png,svg")
+    names = {path.name for path in (tmp_path / "both-plots").iterdir()}
+    for stem in ("accuracy-vs-classes", "speed-vs-accuracy", "01-efficientnet-lite0-direct-n3-confusion",
+                 "02-efficientnet-lite0-direct-n5-per-class-f1"):
+        assert {f"{stem}.png", f"{stem}.svg"} <= names, stem
+    assert (tmp_path / "both-plots" / "01-efficientnet-lite0-direct-n3-confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plots_needs_html_and_a_known_format(report: tuple[Path, Runs, int], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from classbench.cli import app
+    from classbench.errors import UserError
+
+    _, runs, _ = report
+    for args in (["--plots", "png"], ["--html", str(tmp_path / "r.html"), "--plots", "pdf"]):
+        result = CliRunner().invoke(app, ["report", str(runs.points[3]), *args])
+        assert isinstance(result.exception, UserError), args
 
 
 def test_the_page_renders_cleanly_in_chromium(report: tuple[Path, Runs, int], tmp_path: Path) -> None:
@@ -63,7 +91,9 @@ def test_the_page_renders_cleanly_in_chromium(report: tuple[Path, Runs, int], tm
         SCREENSHOT.parent.mkdir(exist_ok=True)
         page.screenshot(SCREENSHOT)
         rows = page.evaluate("document.querySelectorAll('#leaderboard-table tbody tr').length")
-        plots = page.evaluate("Array.from(document.querySelectorAll('img.plot')).map(i => [i.alt, i.naturalWidth])")
+        plots = page.evaluate("Array.from(document.querySelectorAll('figure.plot')).map(f => [f.querySelector("
+                              "'figcaption').textContent.split(' · ')[0], f.querySelector('img, svg')"
+                              ".getBoundingClientRect().width])")
         thumbnails = page.evaluate("Array.from(document.querySelectorAll('.tile img')).map(i => i.naturalWidth)")
         as_text = page.evaluate(f"Array.from(document.querySelectorAll('td, strong, div')).some("
                                 f"e => e.textContent === {json.dumps(XSS)})")
@@ -114,6 +144,7 @@ def test_report_needs_a_folder_or_a_comparison(tmp_path: Path) -> None:
 
 def test_the_gallery_says_why_when_the_dataset_is_gone(tmp_path_factory: pytest.TempPathFactory) -> None:
     from classbench.report import html as html_report
+    from classbench.report.gallery import GALLERY_SIZE
     from classbench.store import Store
 
     runs = real_runs(tmp_path_factory)
@@ -129,4 +160,4 @@ def test_the_gallery_says_why_when_the_dataset_is_gone(tmp_path_factory: pytest.
     assert wrong, "the 5-class run should get some images wrong"
     page = html_report.render([moved], tmp_path_factory.mktemp("plots"))
     assert "images not shown: --dataset" in page and "no such file or folder" in page
-    assert page.count('<div class="missing">no image</div>') == len(wrong[:html_report.GALLERY_SIZE])
+    assert page.count('<div class="missing">no image</div>') == len(wrong[:GALLERY_SIZE])

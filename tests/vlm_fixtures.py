@@ -95,12 +95,20 @@ def read_metrics(out: Path) -> dict[str, Any]:
 
 
 def questions(out: Path) -> list[tuple]:
-    """(id, image, key, answer, label, detail, error, created) rows of the run's store."""
+    """(id, image, key, answer, label, detail, error, created) rows of the run's store, the detail as
+    JSON text; read through the store, which keeps class-name lists packed."""
+    from classbench.store import Store
+
     db = sqlite3.connect(out / "run.sqlite")
+    store = Store.open_existing(out)
     try:
-        return list(db.execute("SELECT id, image, key, answer, label, detail, error, created FROM questions ORDER BY id"))
+        rows = list(db.execute("SELECT id, created FROM questions ORDER BY id"))
+        asked = list(store.all_questions())
     finally:
         db.close()
+        store.close()
+    return [(row_id, image, q.key, q.answer, q.label, None if q.detail is None else json.dumps(q.detail), q.error,
+             created) for (row_id, created), (image, q) in zip(rows, asked)]
 
 
 def accuracy_from_csv(out: Path) -> float:

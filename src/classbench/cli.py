@@ -111,7 +111,7 @@ def run(
 
 
 def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: bool = False,
-                    models: Any = None) -> dict[str, Any]:
+                    models: Any = None, datasets: Any = None) -> dict[str, Any]:
     from classbench import metrics, runner
     from classbench.report import leaderboard
     from classbench.records import MODEL_ERROR
@@ -120,7 +120,7 @@ def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: boo
 
     try:
         result = runner.run(spec, folder, progress=_RichProgress() if show_progress else None, log=_log,
-                            check_batching=check_batching, models=models)
+                            check_batching=check_batching, models=models, datasets=datasets)
     except KeyboardInterrupt:
         raise RunInterrupted(folder) from None
     summary = metrics.write_folder(folder)
@@ -232,16 +232,18 @@ def sweep(
         if unused:  # a setting is an error only when no point of the sweep has it
             first = built[0][0]
             raise UserError(not_a_setting(sorted(unused)[0], first.model.name, first.strategy.name))
-        bases = [spec for spec, _, _ in built]
-        sweeping.check_sizes(bases[0], sizes)
-        points = sweeping.plan(bases, sizes, out)
+        points = sweeping.plan([spec for spec, _, _ in built], sizes, out)
+    from classbench.datasets.cache import DatasetCache
     from classbench.runner import ModelPool
 
+    datasets = DatasetCache()  # the size check and every point share one scan of the dataset
+    if sweeping.pending(points):
+        sweeping.check_sizes(points[0].spec, sorted({point.spec.sample.classes for point in points}), datasets)
     models = ModelPool()  # points of one model run back to back and share one load
     try:
         results = sweeping.run_points(points, lambda point: _run_and_report(
             point.spec, point.folder, settings.get("progress", True), settings.get("check_batching", False),
-            models=models), log=_log)
+            models=models, datasets=datasets), log=_log)
     finally:
         models.close()
     markdown_path, csv_path = sweep_table.write(results, out)
@@ -254,7 +256,8 @@ def sweep(
 def report(
     folders: Annotated[Optional[list[Path]], typer.Argument(help="run folders (each holding run.sqlite or metrics.json), or folders holding runs (a sweep)")] = None,
     csv: Annotated[bool, typer.Option("--csv", help="print CSV instead of markdown")] = False,
-    html: Annotated[Optional[Path], typer.Option(help="also write one self-contained HTML report here (plots as PNG and SVG beside it, in FILE-plots/)")] = None,
+    html: Annotated[Optional[Path], typer.Option(help="also write one self-contained HTML report here (each plot also saved beside it, in FILE-plots/, in the format the page embeds)")] = None,
+    plots: Annotated[Optional[str], typer.Option(help="with --html: also save every plot in these formats (png, svg or png,svg), drawn with matplotlib, for slides and papers")] = None,
     compare: Annotated[Optional[tuple[Path, Path]], typer.Option(help="compare two runs on the same images: accuracy difference with a paired bootstrap interval, McNemar's test")] = None,
 ) -> None:
     """Print the leaderboard of one or more runs: model | strategy | macro avg F1 | weighted avg F1 | accuracy | GPU (GB) | Speed (it/s).
@@ -272,12 +275,19 @@ def report(
         if not compare:
             raise UserError("classbench report: give one or more run folders (or --compare A B)")
         return
+    formats = frozenset()
+    if plots is not None:
+        from classbench.report import html as html_report
+
+        if not html:
+            raise UserError("--plots: only with --html FILE (the plots are saved beside the report)")
+        formats = html_report.parse_formats(plots)
     runs, results, unreadable = leaderboard.load_readable(run_folders.expand(folders))
     typer.echo(leaderboard.as_csv(results) if csv else leaderboard.markdown(results), nl=not csv)
     if html:
         from classbench.report import html as html_report
 
-        typer.echo(f"HTML report: {html_report.write(runs, html, results)}")
+        typer.echo(f"HTML report: {html_report.write(runs, html, results, formats)}")
     for line in unreadable:
         typer.echo(f"not reported: {line}", err=True)
     if unreadable:

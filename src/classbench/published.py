@@ -164,7 +164,7 @@ def recipe_plan(recipe: str, replacements: Sequence[str], sizes: Sequence[int] |
     except the model, strategy and class count, which the recipe decides. This is the only glue
     between the recipe and the run spec."""
     from classbench.spec import build_spec, not_a_setting
-    from classbench.sweep import Point, check_sizes, point_folder
+    from classbench.sweep import Point, point_folder
 
     points, unused = [], []
     for point in recipe_points(recipe, parse_replacements(replacements) if replacements else None, sizes):
@@ -178,6 +178,4 @@ def recipe_plan(recipe: str, replacements: Sequence[str], sizes: Sequence[int] |
     never = set.intersection(*unused) if unused else set()
     if never:  # a setting is an error only when no point of the recipe has it
         raise UserError(not_a_setting(sorted(never)[0], points[0].spec.model.name, points[0].spec.strategy.name))
-    if points:
-        check_sizes(points[0].spec, sorted({point.spec.sample.classes for point in points}))
     return points

@@ -18,7 +18,8 @@ from pathlib import Path
 from time import perf_counter
 
 from classbench import images, pricing, provenance, runlock, strategies
-from classbench.datasets import Dataset, Sample, open_dataset, read_class_list, select
+from classbench.datasets import Dataset, Sample, read_class_list, select
+from classbench.datasets.cache import DatasetCache
 from classbench.datasets.templates import with_dataset_templates
 from classbench.errors import ImageLoadError, UserError
 from classbench.models.base import Backend
@@ -85,29 +86,27 @@ class ModelPool:
 
 
 def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callable[[str], None] = print,
-        check_batching: bool = False, models: ModelPool | None = None) -> RunResult:
+        check_batching: bool = False, models: ModelPool | None = None,
+        datasets: DatasetCache | None = None) -> RunResult:
+    """`datasets`: share one scan of the dataset between runs (a sweep's points); None scans here."""
     progress = progress or Progress()
     pool = models or ModelPool()
     try:
         with runlock.hold(out):  # one process per run folder (runlock.py)
-            return _run(spec, out, progress, log, check_batching, pool)
+            return _run(spec, out, progress, log, check_batching, pool, datasets or DatasetCache())
     finally:
         if models is None:
             pool.close()
 
 
-def open_spec_dataset(spec: RunSpec) -> Dataset:
-    """The dataset a spec names, opened with every reading setting it has."""
-    source = spec.dataset
-    return open_dataset(source.source, label_file=source.label_file, split=source.split,
-                        image_column=source.image_column, label_column=source.label_column,
-                        dataset_root=source.root, download=spec.runtime.download)
-
-
 def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None], check_batching: bool,
-         pool: ModelPool) -> RunResult:
+         pool: ModelPool, datasets: DatasetCache) -> RunResult:
+    done = _done_without_data(spec, out)
+    if done is not None:
+        log(f"resuming {out}: {done} of {done} images done")
+        return RunResult(out, True, 0, done)
     images.set_limits(spec.runtime.max_image_pixels, spec.runtime.max_aspect_ratio)  # memory per image
-    dataset = open_spec_dataset(spec)
+    dataset = datasets.open(spec)
     sample = spec.sample
     class_list = read_class_list(sample.class_list) if sample.class_list else None
     selection = select(dataset, sample.classes, sample.per_class, sample.seed, sample.background, shots=spec.shots(),
@@ -288,6 +287,18 @@ def _load_chunk(dataset: Dataset, chunk: list[Sample], finished: set[str], whole
         except ImageLoadError as error:
             failures.append((sample, str(error)))
     return _Loaded(items, failures)
+
+
+def _done_without_data(spec: RunSpec, out: Path) -> int | None:
+    """The image count of a finished run of this spec in `out`, found from its store alone, so
+    running it again neither scans the dataset nor loads the model; None when work is left."""
+    if not (out / STORE_NAME).is_file():
+        return None
+    store = Store(out / STORE_NAME)
+    try:
+        return store.done_without_data(spec.identity())
+    finally:
+        store.close()
 
 
 def _finished(store: Store) -> set[str]:

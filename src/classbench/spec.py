@@ -344,8 +344,10 @@ def identity_differences(stored_identity: dict[str, Any], current: dict[str, Any
     default (the run was made with the behaviour the default preserves), so an upgrade never
     strands a half-finished run; the same holds for a 0.1 identity, upgraded first.
     """
-    old = _flatten(stored(stored_identity))
-    new = _flatten(current)
+    try:
+        old, new = _flatten(stored(stored_identity)), _flatten(stored(current))
+    except UserError:  # a component this release does not know: compare the records as they are
+        old, new = _flatten(stored_identity), _flatten(current)
     defaults = _flatten(_default_identity(current))
     changed = []
     for key in sorted(set(old) | set(new)):

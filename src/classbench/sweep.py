@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from classbench.datasets.cache import DatasetCache
 from classbench.errors import UserError
 from classbench.spec import RunSpec
 
@@ -68,13 +69,12 @@ def plan(bases: Sequence[RunSpec], sizes: Sequence[int], out: Path) -> list[Poin
     return points
 
 
-def check_sizes(spec: RunSpec, sizes: Sequence[int]) -> None:
-    """Fail before the first point runs, not after hours, when a class count cannot be sampled."""
+def check_sizes(spec: RunSpec, sizes: Sequence[int], datasets: DatasetCache | None = None) -> None:
+    """Fail before the first point runs, not after hours, when a class count cannot be sampled.
+    `datasets`: the cache the points will open the dataset from, so the check costs no scan."""
     from classbench.datasets import read_class_list, select
 
-    from classbench.runner import open_spec_dataset
-
-    dataset = open_spec_dataset(spec)
+    dataset = (datasets or DatasetCache()).open(spec)
     class_list = read_class_list(spec.sample.class_list) if spec.sample.class_list else None
     for size in sizes:
         try:
@@ -82,6 +82,24 @@ def check_sizes(spec: RunSpec, sizes: Sequence[int]) -> None:
                    class_list=class_list)
         except UserError as error:
             raise UserError(f"sweep point N={size}: {error}") from None
+
+
+def pending(points: Sequence[Point]) -> list[Point]:
+    """The points with work left (a finished point is known from its store, without the dataset)."""
+    from classbench.store import STORE_NAME, Store
+
+    left = []
+    for point in points:
+        path = point.folder / STORE_NAME
+        if path.is_file():
+            store = Store(path)
+            try:
+                if store.done_without_data(point.spec.identity()) is not None:
+                    continue
+            finally:
+                store.close()
+        left.append(point)
+    return left
 
 
 def run_points(points: Sequence[Point], execute: Callable[[Point], dict[str, Any]],

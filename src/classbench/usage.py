@@ -22,12 +22,11 @@ def summary(store: Store, n_images: int) -> dict[str, Any]:
     questions = 0
     retries = 0
     failed = []
-    for image, question in store.all_questions():
+    for image, key, attempts, error in store.question_outcomes():
         questions += 1
-        attempts = int((question.detail or {}).get("attempts", 1))
         retries += attempts - 1
-        if question.error is not None:
-            failed.append({"image": image, "key": question.key, "attempts": attempts, "error": question.error})
+        if error is not None:
+            failed.append({"image": image, "key": key, "attempts": attempts, "error": error})
     tokens_in, tokens_out = store.token_totals()
     result: dict[str, Any] = {
         "questions": questions,

@@ -60,7 +60,7 @@ def outcomes(folder: Path) -> dict[str, tuple[str, bool]]:
     if (folder / STORE_NAME).is_file():
         store = Store.open_existing(folder, read_only=True)
         try:
-            return {p.image: (p.label, p.prediction == p.label) for p in store.predictions() if p.status != "failed"}
+            return {p.image: (p.label, p.prediction == p.label) for p in store.predictions(details=False) if p.status != "failed"}
         finally:
             store.close()
     path = folder / "predictions.csv"

@@ -1,14 +1,18 @@
 """The HTML report: one self-contained file a person opens to see which model to pick, and why.
 
-Self-contained means nothing is fetched: CSS and the sorting script are inline, plots are SVG and
-thumbnails PNG as `data:` URIs. A Content-Security-Policy allows exactly that (images from `data:`,
-the one script and style by hash), so even a string that slipped past escaping could neither run
-nor load anything. Every string that came from a user (class names, answers, paths, model names)
-reaches the page through Jinja2's autoescaping; nothing user-made is placed in the script.
+Self-contained means nothing is fetched: CSS and the page's script are inline, plots are inline
+SVG or `data:` images, thumbnails PNG `data:` URIs. A Content-Security-Policy allows exactly that
+(images from `data:`, the one script and style by hash), so even a string that slipped past
+escaping could neither run nor load anything. Every string that came from a user (class names,
+answers, paths, model names) reaches the page escaped (Jinja2's autoescaping, or `svgplots._esc`);
+the script reads them only from data attributes and writes them only as text.
 
-The plots are also saved as PNG and SVG beside the HTML file (FILE-plots/), for slides and papers.
-Metrics are recomputed from each run's store; the misclassified gallery reads the raw answers from
-the store and the images from the dataset named in the stored spec (when it is still there).
+Each plot is drawn once, in the format the page embeds: a run's own plots as inline SVG
+(`svgplots`, milliseconds each), the two sweep-wide plots with matplotlib in whichever format is
+smaller for that kind of plot (lines: SVG; the annotated scatter: PNG). That file is also saved
+beside the page (FILE-plots/); `formats` (`--plots png,svg`) asks for every plot in those formats
+too, rendered with matplotlib where the page has no such rendering (for slides and papers).
+Metrics are recomputed from each run's store; the gallery reads the store (see `gallery`).
 """
 
 from __future__ import annotations
@@ -17,35 +21,40 @@ import base64
 import datetime
 import hashlib
 import importlib.resources
-import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
+
 from classbench.errors import UserError
 from classbench.report import compare as comparing
-from classbench.report import plots
+from classbench.report import plots, svgplots
+from classbench.report.gallery import Thumbnails, gallery
 from classbench.report.leaderboard import load_metrics
 from classbench.spec import flat_view
-from classbench.store import STORE_NAME, Store
 from classbench.sweep import slug
 
-GALLERY_SIZE = 24
-THUMBNAIL_PX = 96
-ANSWER_CHARS = 300
 CONFUSED_PAIRS = 12
-MANY_CLASSES = 10
-"""Above this, the most-confused pairs are listed beside the heatmap, which gets hard to read."""
+FORMATS = ("png", "svg")
+OVERVIEW_FORMAT = {"accuracy-vs-classes": "svg", "speed-vs-accuracy": "png"}
+"""The smaller rendering of each sweep-wide plot (50 runs: 71 KB SVG vs 75 KB PNG for the lines,
+208 KB SVG vs 129 KB PNG for the scatter, whose labels SVG draws as paths)."""
 
 
 @dataclass
 class Figure:
     name: str
     title: str
-    src: str
-    files: list[str]
+    src: str | None = None
+    """A `data:` image (matplotlib's PNG or SVG), or None for an inline SVG."""
+    inline: Markup | None = None
+    """Inline SVG drawn by `svgplots`, escaped there."""
+    data: Markup | None = None
+    """The confusion matrix's data attributes (class names and counts) for the hover text."""
+    files: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -62,7 +71,17 @@ class RunView:
     gallery_note: str | None = None
 
 
-def write(folders: Sequence[Path], out_file: Path, results: Sequence[dict[str, Any]] | None = None) -> Path:
+def parse_formats(text: str | None) -> frozenset[str]:
+    """`--plots png,svg` → {"png", "svg"}: plot files wanted beside the page besides the embedded ones."""
+    wanted = frozenset(part.strip().lower() for part in (text or "").split(",") if part.strip())
+    unknown = sorted(wanted - set(FORMATS))
+    if unknown:
+        raise UserError(f"--plots {text}: unknown format {unknown[0]!r}; give png, svg or png,svg")
+    return wanted
+
+
+def write(folders: Sequence[Path], out_file: Path, results: Sequence[dict[str, Any]] | None = None,
+          formats: frozenset[str] = frozenset()) -> Path:
     """Write the report to `out_file` and its plots to `<stem>-plots/` beside it.
 
     `results` are the folders' metrics when the caller has them already (computed otherwise)."""
@@ -73,27 +92,28 @@ def write(folders: Sequence[Path], out_file: Path, results: Sequence[dict[str, A
     out_file.parent.mkdir(parents=True, exist_ok=True)
     plots_dir = out_file.with_name(out_file.stem + "-plots")
     plots_dir.mkdir(exist_ok=True)
-    out_file.write_text(render(folders, plots_dir, results), encoding="utf-8")
+    out_file.write_text(render(folders, plots_dir, results, formats), encoding="utf-8")
     return out_file
 
 
-def render(folders: Sequence[Path], plots_dir: Path, results: Sequence[dict[str, Any]] | None = None) -> str:
+def render(folders: Sequence[Path], plots_dir: Path, results: Sequence[dict[str, Any]] | None = None,
+           formats: frozenset[str] = frozenset()) -> str:
     import jinja2
 
     results = list(results) if results is not None else [load_metrics(folder) for folder in folders]
     runs = [RunView(anchor=f"run-{index + 1}", title=_title(m), folder=str(folder), metrics=m)
             for index, (folder, m) in enumerate(zip(folders, results))]
-    saver = _Saver(plots_dir)
+    saver = _Saver(plots_dir, formats)
+    names = [f"{_short(m)} · N={m.get('n_classes')}" for m in results]
     overview = [figure for figure in (
-        saver.save("accuracy-vs-classes", "Accuracy against the number of classes",
-                   plots.accuracy_vs_classes(_groups(results))),
-        saver.save("speed-vs-accuracy", "Speed against accuracy",
-                   plots.speed_vs_accuracy(results, [f"{_short(m)} · N={m.get('n_classes')}" for m in results])),
+        saver.drawn("accuracy-vs-classes", "Accuracy against the number of classes",
+                    lambda: plots.accuracy_vs_classes(_groups(results))),
+        saver.drawn("speed-vs-accuracy", "Speed against accuracy", lambda: plots.speed_vs_accuracy(results, names)),
     ) if figure is not None]
-    datasets = _Datasets()
+    thumbnails = Thumbnails()
     for index, (folder, run) in enumerate(zip(folders, runs)):
         _detail(run, folder, f"{index + 1:02d}-{slug(str(run.metrics.get('model')))}-"
-                f"{slug(str(run.metrics.get('strategy')))}-n{run.metrics.get('n_classes')}", saver, datasets)
+                f"{slug(str(run.metrics.get('strategy')))}-n{run.metrics.get('n_classes')}", saver, thumbnails)
     assets = importlib.resources.files("classbench.report") / "templates"
     script = (assets / "report.js").read_text(encoding="utf-8")
     style = (assets / "report.css").read_text(encoding="utf-8")
@@ -110,32 +130,34 @@ def render(folders: Sequence[Path], plots_dir: Path, results: Sequence[dict[str,
         style_hash=_csp_hash(style),
         generated=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         plots_dir=str(plots_dir),
+        plot_formats=", ".join(sorted(formats)),
         fmt=_format,
     )
 
 
-def _detail(run: RunView, folder: Path, name: str, saver: _Saver, datasets: _Datasets) -> None:
+def _detail(run: RunView, folder: Path, name: str, saver: _Saver, thumbnails: Thumbnails) -> None:
     m = run.metrics
-    run.plots = [figure for figure in (
-        saver.save(f"{name}-confusion", "Confusion matrix", plots.confusion(m)),
-        saver.save(f"{name}-per-class-f1", "F1 per class", plots.per_class_f1(m)),
-    ) if figure is not None]
-    if len(m["confusion_matrix"]["labels"]) > MANY_CLASSES:
-        run.confused = most_confused(m)
+    run.confused = most_confused(m)
+    run.plots = [
+        saver.inline(f"{name}-confusion", "Confusion matrix", svgplots.confusion(m, run.confused),
+                     lambda: plots.confusion(m), data=svgplots.confusion_data(m)),
+        saver.inline(f"{name}-per-class-f1", "F1 per class", svgplots.per_class_f1(m), lambda: plots.per_class_f1(m)),
+    ]
     run.per_class = [{"name": name_, **values} for name_, values in m["per_class"].items()]
     summary = m.get("strategy_summary")
     if isinstance(summary, dict):
         run.strategy_rows = _flatten(summary)
         bias = summary.get("positional_bias")
-        if isinstance(bias, dict):
-            figure = saver.save(f"{name}-positional-bias", "Closed-set positional bias", plots.positional_bias(bias))
-            if figure is not None:
-                run.plots.append(figure)
-    run.gallery, run.gallery_note = _gallery(folder, m, datasets)
+        drawn = svgplots.positional_bias(bias) if isinstance(bias, dict) else None
+        if drawn is not None:
+            run.plots.append(saver.inline(f"{name}-positional-bias", "Closed-set positional bias", drawn,
+                                          lambda: plots.positional_bias(bias)))
+    run.gallery, run.gallery_note = gallery(folder, thumbnails)
 
 
 def most_confused(metrics: dict[str, Any], limit: int = CONFUSED_PAIRS) -> list[dict[str, Any]]:
-    """The largest off-diagonal cells: true class, predicted class (or invalid), count, share of the true class."""
+    """The largest off-diagonal cells: true class, predicted class (or no class), count, share of the
+    true class, and the cell's row and column."""
     data = metrics["confusion_matrix"]
     pairs = []
     for row, (label, counts) in enumerate(zip(data["labels"], data["matrix"])):
@@ -143,92 +165,42 @@ def most_confused(metrics: dict[str, Any], limit: int = CONFUSED_PAIRS) -> list[
         for column, count in enumerate(counts):
             if column != row and count:
                 pairs.append({"true": label, "predicted": data["columns"][column], "count": count,
-                              "share": count / total})
+                              "share": count / total, "row": row, "column": column})
     pairs.sort(key=lambda pair: (-pair["count"], pair["true"], pair["predicted"]))
     return pairs[:limit]
 
 
-def _gallery(folder: Path, metrics: dict[str, Any], datasets: _Datasets) -> tuple[list[dict[str, Any]], str | None]:
-    if not (folder / STORE_NAME).is_file():
-        return [], "no run.sqlite in this folder, so no images or raw answers to show"
-    store = Store.open_existing(folder, read_only=True)
-    try:
-        wrong = [p for p in store.predictions() if p.status != "failed" and p.prediction != p.label]
-        chosen = wrong[:GALLERY_SIZE]
-        wanted = {p.image for p in chosen}
-        answers = {image: [_clip(f"{key}: {question.answer}") for key, question in asked.items()]
-                   for image, asked in store.questions_for(wanted).items()}
-        spec = flat_view(store.meta("spec"))
-    finally:
-        store.close()
-    if not wrong:
-        return [], "no misclassified images"
-    dataset, problem = datasets.open(spec)
-    tiles = []
-    for p in chosen:
-        thumbnail = None
-        if dataset is not None:
-            thumbnail = _thumbnail(dataset, p.image, p.label)
-        tiles.append({"image": p.image, "label": p.label, "prediction": p.prediction or "(invalid)",
-                      "answers": answers[p.image], "src": thumbnail})
-    note = f"the first {len(chosen)} of {len(wrong)} misclassified images" if len(wrong) > len(chosen) else None
-    if problem:
-        note = f"images not shown: {problem}"
-    return tiles, note
-
-
-class _Datasets:
-    """Datasets opened once per report: the points of a sweep share one."""
-
-    def __init__(self) -> None:
-        self.opened: dict[tuple, tuple[Any, str | None]] = {}
-
-    def open(self, spec: dict[str, Any]) -> tuple[Any, str | None]:
-        from classbench.datasets import open_dataset
-
-        key = tuple(spec.get(name) for name in ("dataset", "label_file", "split", "image_column", "label_column",
-                                                 "dataset_root"))
-        if key not in self.opened:
-            try:
-                self.opened[key] = (open_dataset(key[0], label_file=key[1], split=key[2], image_column=key[3],
-                                                 label_column=key[4], dataset_root=key[5]), None)
-            except UserError as error:
-                self.opened[key] = (None, str(error))
-            except Exception as error:  # an optional extra: the gallery goes, the report stays
-                self.opened[key] = (None, f"{type(error).__name__}: {error}")
-        return self.opened[key]
-
-
-def _thumbnail(dataset: Any, image: str, label: str) -> str | None:
-    from classbench.datasets import Sample
-    from classbench.errors import ImageLoadError
-
-    try:
-        picture = dataset.load(Sample(image, label))
-    except (ImageLoadError, OSError, KeyError, IndexError):
-        return None
-    picture = picture.convert("RGB")
-    picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 class _Saver:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    """Draws each plot once for the page, saves it beside the page, and renders other formats on request."""
 
-    def save(self, name: str, title: str, figure: Any | None) -> Figure | None:
+    def __init__(self, folder: Path, formats: frozenset[str]) -> None:
+        self.folder = folder
+        self.formats = formats
+
+    def drawn(self, name: str, title: str, build: Callable[[], Any]) -> Figure | None:
+        """A matplotlib figure, embedded in the smaller format for its kind."""
+        figure = build()
         if figure is None:
             return None
-        rendered = plots.render(figure)
-        files = []
-        for suffix, data in (("png", rendered.png), ("svg", rendered.svg)):
-            path = self.folder / f"{name}.{suffix}"
-            path.write_bytes(data)
-            files.append(str(path))
-        src = "data:image/svg+xml;base64," + base64.b64encode(rendered.svg).decode("ascii")
-        return Figure(name, title, src, files)
+        embedded = OVERVIEW_FORMAT[name]
+        data = plots.render(figure, embedded)
+        files = [self._write(name, embedded, data)]
+        files += [self._write(name, suffix, plots.render(figure, suffix))
+                  for suffix in sorted(self.formats - {embedded})]
+        mime = "image/svg+xml" if embedded == "svg" else "image/png"
+        return Figure(name, title, src=f"data:{mime};base64," + base64.b64encode(data).decode("ascii"), files=files)
+
+    def inline(self, name: str, title: str, svg: str, build: Callable[[], Any], data: str | None = None) -> Figure:
+        """An inline SVG from `svgplots`; a PNG, when asked for, from matplotlib (`build`)."""
+        files = [self._write(name, "svg", svg.encode("utf-8"))]
+        if "png" in self.formats:
+            files.append(self._write(name, "png", plots.render(build(), "png")))
+        return Figure(name, title, inline=Markup(svg), data=Markup(data) if data else None, files=files)
+
+    def _write(self, name: str, suffix: str, data: bytes) -> str:
+        path = self.folder / f"{name}.{suffix}"
+        path.write_bytes(data)
+        return str(path)
 
 
 def _comparisons(folders: Sequence[Path], runs: Sequence[RunView]) -> list[dict[str, Any]]:
@@ -296,10 +268,6 @@ def _format(value: Any, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= ANSWER_CHARS else text[: ANSWER_CHARS - 1] + "…"
 
 
 def _csp_hash(text: str) -> str:

@@ -1,17 +1,18 @@
-"""The report's plots, drawn with matplotlib and rendered to PNG and SVG bytes.
+"""The report's matplotlib plots, each rendered to PNG or SVG bytes in one format at a time.
 
-Figures are built with `matplotlib.figure.Figure` and its Agg canvas, never pyplot, so no global
-backend or state is touched and nothing opens a window. SVG text is drawn as paths (no font
-files needed, nothing for a browser to fetch) and the SVG carries no date, so a report rebuilt
-from the same runs is byte-identical. Every label that came from a user passes through `_text`,
-because matplotlib reads `$…$` as mathtext and would fail on a class named `$5 bill or $10 bill`.
+The page draws a run's own plots itself (`svgplots`); matplotlib draws the sweep-wide plots, and
+every plot when `--plots png,svg` asks for files for slides and papers. Figures are built with
+`matplotlib.figure.Figure` and its Agg canvas, never pyplot, so no global backend or state is
+touched and nothing opens a window. SVG text is drawn as paths (no font files needed, nothing for
+a browser to fetch) and the SVG carries no date, so a report rebuilt from the same runs is
+byte-identical. Every label that came from a user passes through `_text`, because matplotlib reads
+`$…$` as mathtext and would fail on a class named `$5 bill or $10 bill`.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 MANY_CLASSES = 30
@@ -19,20 +20,15 @@ MANY_CLASSES = 30
 F1_EXTREMES = 20
 
 
-@dataclass(frozen=True)
-class Rendered:
-    png: bytes
-    svg: bytes
-
-
-def render(figure: Any) -> Rendered:
+def render(figure: Any, fmt: str) -> bytes:
+    """The figure as `fmt` ("png" or "svg") bytes: one render, the only one this figure gets."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(figure)
-    png, svg = io.BytesIO(), io.BytesIO()
-    figure.savefig(png, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    figure.savefig(svg, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
-    return Rendered(png.getvalue(), svg.getvalue())
+    buffer = io.BytesIO()
+    metadata = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
+    figure.savefig(buffer, format=fmt, dpi=110, bbox_inches="tight", metadata=metadata)
+    return buffer.getvalue()
 
 
 def accuracy_vs_classes(groups: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> Any | None:
