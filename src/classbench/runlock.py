@@ -89,22 +89,6 @@ def hold(out: Path) -> Iterator[None]:
         os.close(descriptor)  # releases the flock; the file stays, harmless without a holder
 
 
-def holder(out: Path) -> str | None:
-    """Who holds `out`'s lock now (PID, host, start), or None when no process does."""
-    path = out / LOCK_NAME
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return _read(descriptor)
-    finally:
-        os.close(descriptor)
-    return None
-
-
 def _write(descriptor: int) -> None:
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime())
     text = f"PID {os.getpid()} on {socket.gethostname()}, started {started}\n".encode()

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import replace
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from classbench.datasets.base import Sample
 from classbench.errors import UserError
 from classbench.records import MODEL_ERROR, Prediction, Question, settled_failure
 from classbench.spec import identity_differences
+from classbench.store_files import damaged, open_read_only
 
 STORE_NAME = "run.sqlite"
 SCHEMA_VERSION = "2"
@@ -87,7 +88,7 @@ class Store:
         self._prompt_ids: dict[str, int] = {}
         self._prompt_texts: dict[int, str] = {}
         if read_only:
-            self.db = _open_read_only(path)
+            self.db = open_read_only(path)
         else:
             self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
         try:
@@ -382,37 +383,6 @@ class _Transaction:
             self.store.db.execute("ROLLBACK" if kind else "COMMIT")
             if kind:
                 self.store._forget()
-
-
-def _open_read_only(path: Path) -> sqlite3.Connection:
-    """Open for reading without writing anything: `mode=ro` reads a WAL store's latest answers where the
-    folder is writable or its -shm file exists; on read-only media without one, `immutable=1` reads the
-    main file (a cleanly finished run has everything there)."""
-    last: sqlite3.DatabaseError | None = None
-    for mode in ("mode=ro", "immutable=1"):
-        try:
-            db = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, isolation_level=None, timeout=30)
-        except sqlite3.DatabaseError as error:
-            last = error
-            continue
-        try:
-            db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
-            return db
-        except sqlite3.OperationalError as error:
-            last = error
-            db.close()
-            if "no such table" in str(error):
-                break
-        except sqlite3.DatabaseError as error:
-            db.close()
-            raise UserError(damaged(path, error)) from None
-    raise UserError(damaged(path, last))
-
-
-def damaged(path: Path, error: BaseException | None) -> str:
-    """The one line for a store SQLite cannot read: which file, and what to do."""
-    return (f"{path}: cannot read this run store ({error}); it is damaged or not a classbench store. Move it "
-            "out of the run folder (a run then starts over there) or restore it from a copy")
 
 
 def _json(value: dict[str, Any] | None) -> str | None:

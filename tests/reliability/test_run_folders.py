@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from trees import make_tree, photo
 
 pytestmark = pytest.mark.slow
