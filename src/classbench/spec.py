@@ -67,7 +67,8 @@ class SampleSpec(_Section):
     classes: int | None = Field(default=None, ge=1, strict=True)  # strict: `seed: yes` is no number
     class_list: str | None = Field(default=None, description="file with one class per line: evaluate exactly these")
     per_class: int | None = Field(default=None, ge=1, strict=True)
-    shots: int | None = Field(default=None, ge=0, strict=True, description="labelled images per class held out for a probe")
+    shots: int | None = Field(default=None, ge=0, strict=True,
+                              description="labelled images per class held out for a probe")
     seed: int = Field(default=0, strict=True)
     background: str | None = None
 
@@ -86,7 +87,8 @@ class ComponentSpec(_Section):
 class RuntimeSpec(_Section):
     batch_size: int = Field(default=16, ge=1, strict=True)
     device: str = "auto"
-    max_cost: float | None = Field(default=None, gt=0, strict=True, description="stop cleanly once the run has cost this many USD")
+    max_cost: float | None = Field(default=None, gt=0, strict=True,
+                                   description="stop cleanly once the run has cost this many USD")
     download: bool = Field(default=False, description="catalogue datasets: let torchvision download the dataset")
     max_image_pixels: int | None = Field(default=None, ge=1, strict=True,
                                          description="refuse larger images as unreadable [default: 89,478,485]")

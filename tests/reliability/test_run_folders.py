@@ -109,7 +109,8 @@ def test_a_damaged_store_is_one_line_and_the_report_shows_the_good_runs(finished
     lines = report.stderr.splitlines()
     assert len(lines) == 2 and "Traceback" not in report.stderr, report.stderr
     assert lines[0].startswith(f"not reported: {bad / 'run.sqlite'}: cannot read this run store (")
-    assert lines[1].startswith(f"not reported: {junk / 'run.sqlite'}: cannot read this run store (file is not a database)")
+    assert lines[1].startswith(f"not reported: {junk / 'run.sqlite'}: cannot read this run store "
+                               "(file is not a database)")
     resumed = classbench(*run_args(small, junk))
     assert resumed.returncode == 2 and resumed.stderr.count("\n") == 1
     assert f"{junk / 'run.sqlite'}: cannot read this run store (file is not a database)" in resumed.stderr
