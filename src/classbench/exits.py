@@ -63,14 +63,14 @@ def _saved(folder: Path) -> str | None:
 
 def os_error_line(error: OSError) -> str | None:
     """One line for the environment's errors a user can act on (a full disk, no permission), else None."""
-    where = f" writing {error.filename}" if error.filename else ""
+    where = f" ({error.filename})" if error.filename else ""
     if error.errno in _DISK_FULL:
         return (f"the disk is full{where}: free some space, then run the same command again "
                 "(what was answered is kept and a run resumes)")
     if error.errno == errno.EROFS:
         return f"read-only file system{where}: give a --out folder on writable storage"
     if error.errno in (errno.EACCES, errno.EPERM):
-        return f"permission denied{where}: give a folder you can write to"
+        return f"permission denied{where}: check the permissions of that path, or use another one"
     return None
 
 
