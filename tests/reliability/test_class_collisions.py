@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from vlm_fixtures import image_tree as make_images
+from vlm_fixtures import model_folder, run
 
 from classbench.errors import UserError
-from vlm_fixtures import model_folder, run
-from vlm_fixtures import image_tree as make_images
 
 pytestmark = pytest.mark.slow
 

@@ -42,10 +42,15 @@ def test_children_do_not_keep_the_lock(tmp_path: Path) -> None:
     with runlock.hold(out):
         (out / "run.sqlite").touch()  # a folder with a run in it keeps its lock file
         server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], close_fds=False)
+        ready, started = os.pipe()
         forked = os.fork()
         if forked == 0:  # a worker forked without exec, as multiprocessing does on Linux
+            os.write(started, b"x")  # os.fork has returned here, so the fork handlers have run
             time.sleep(60)
             os._exit(0)
+        assert os.read(ready, 1) == b"x"
+        os.close(ready)
+        os.close(started)
     try:
         with runlock.hold(out):  # both children still run, and the folder is free
             assert server.poll() is None and os.waitpid(forked, os.WNOHANG) == (0, 0)
