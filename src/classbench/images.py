@@ -92,10 +92,10 @@ def load_image(path: str | Path) -> Image.Image:
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Return an RGB copy of a decoded image, oriented as a person would see it."""
-    image = ImageOps.exif_transpose(image)
+    image = ImageOps.exif_transpose(image)  # a new image, rotated or not
     mode = image.mode
     if mode == "RGB":
-        return image.copy()
+        return image
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return _scale_to_rgb(np.asarray(image), sixteen_bit=mode.startswith("I;16"))
     if mode == "P":

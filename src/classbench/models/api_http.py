@@ -20,6 +20,9 @@ from typing import Any
 import aiohttp
 import orjson
 
+from classbench.models.api_payload import IMAGE
+
+_IMAGE_JSON = orjson.dumps(IMAGE)
 ORGANIZATION_ENV = "OPENAI_ORG_ID"
 PROJECT_ENV = "OPENAI_PROJECT_ID"
 
@@ -79,8 +82,8 @@ class ApiClient:
                 skip_auto_headers=("Accept-Encoding",))
         return self.session
 
-    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._request("POST", path, orjson.dumps(body))
+    async def post(self, path: str, body: bytes) -> dict[str, Any]:
+        return await self._request("POST", path, body)
 
     async def get(self, path: str) -> dict[str, Any]:
         return await self._request("GET", path, None)
@@ -109,6 +112,15 @@ class ApiClient:
         if self.session is not None:
             await self.session.close()
             self.session = None
+
+
+def encode_body(body: dict[str, Any], image: bytes) -> bytes:
+    """`body` as JSON with its `IMAGE` value replaced by `image` (an encoded JSON string).
+
+    An image is tens of kilobytes of base64 that JSON would scan for characters to escape on every
+    question; it is made a JSON string once (`api_payload.Payloads`) and spliced in. The image comes
+    before the prompt, so the first `IMAGE` is the image's, whatever the prompt says."""
+    return orjson.dumps(body).replace(_IMAGE_JSON, image, 1)
 
 
 def env_proxy(url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:

@@ -18,6 +18,9 @@ from PIL import Image
 
 from classbench.images import source_file
 
+IMAGE = "\x00image\x00"
+"""Stands for the image in a request body until `api_http.encode_body` puts its JSON string there."""
+
 
 def data_url(image: Image.Image, max_pixels: int | None = None) -> str:
     """The image as a base64 data URL: the source file's bytes where they show this very picture at
@@ -40,8 +43,13 @@ def needs_encoding(image: Image.Image, max_pixels: int | None) -> bool:
     return source_file(image) is None or (max_pixels is not None and image.size[0] * image.size[1] > max_pixels)
 
 
+def json_string(image: Image.Image, max_pixels: int | None = None) -> bytes:
+    """`data_url` as a JSON string: base64 and the media type need no escaping, only quotes."""
+    return b'"' + data_url(image, max_pixels).encode("ascii") + b'"'
+
+
 class Payloads:
-    """Data URLs by image object, made once each and dropped when the image is.
+    """Each image's data URL as a JSON string, made once per image object and dropped with it.
 
     Entries are futures so that the questions of one image asked in the same call wait for one
     encoding rather than start their own; `made` counts encodings and copies, for tests and benches.
@@ -50,9 +58,9 @@ class Payloads:
     def __init__(self, max_pixels: int | None) -> None:
         self.max_pixels = max_pixels
         self.made = 0
-        self._urls: dict[int, asyncio.Future[str]] = {}
+        self._urls: dict[int, asyncio.Future[bytes]] = {}
 
-    def get(self, image: Image.Image) -> asyncio.Future[str]:
+    def get(self, image: Image.Image) -> asyncio.Future[bytes]:
         key = id(image)
         url = self._urls.get(key)
         if url is None:
@@ -61,10 +69,10 @@ class Payloads:
             weakref.finalize(image, self._urls.pop, key, None)
         return url
 
-    def _make(self, image: Image.Image) -> asyncio.Future[str]:
+    def _make(self, image: Image.Image) -> asyncio.Future[bytes]:
         self.made += 1
         if needs_encoding(image, self.max_pixels):
-            return asyncio.ensure_future(asyncio.to_thread(data_url, image, self.max_pixels))
-        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        done.set_result(data_url(image, self.max_pixels))
+            return asyncio.ensure_future(asyncio.to_thread(json_string, image, self.max_pixels))
+        done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        done.set_result(json_string(image, self.max_pixels))
         return done

@@ -33,7 +33,7 @@ from pydantic import Field, field_validator
 
 from classbench import pricing
 from classbench.errors import UserError
-from classbench.models.api_payload import Payloads, data_url
+from classbench.models.api_payload import IMAGE, Payloads, data_url
 from classbench.models.base import Generation, GenerationRequest, Generator
 from classbench.models.ratelimit import Backoff, RateLimiter, retry_after_s
 from classbench.settings import Settings, option_only, runtime
@@ -144,10 +144,11 @@ class OpenAIBackend(Generator):
             raise failed.exceptions[0] from None
         return [task.result() for task in tasks]
 
-    async def _ask(self, request: GenerationRequest, image: asyncio.Future[str],
+    async def _ask(self, request: GenerationRequest, image: asyncio.Future[bytes],
                    slots: asyncio.Semaphore) -> Generation:
-        url = await image
-        body = self._body(request, url)
+        from classbench.models.api_http import encode_body
+
+        body = encode_body(self._body(request), await image)
         attempt = 0
         while True:
             attempt += 1
@@ -173,8 +174,9 @@ class OpenAIBackend(Generator):
                 return Generation(text="", attempts=attempt, error=self._scrub(f"{outcome.reason} ({tried})"))
             await asyncio.sleep(self.backoff.delay(attempt, outcome.retry_after))
 
-    def _body(self, request: GenerationRequest, url: str) -> dict[str, Any]:
-        image: dict[str, Any] = {"url": url}
+    def _body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The chat request; `IMAGE` stands for the image's data URL (`api_http.encode_body`)."""
+        image: dict[str, Any] = {"url": IMAGE}
         if self.image_detail:
             image["detail"] = self.image_detail
         body: dict[str, Any] = {
