@@ -1,11 +1,14 @@
 """An OpenAI-compatible chat server that answers at once, for measuring classbench's own cost.
 
-A stand-in, not a model: it answers "no" to a yes/no question and `answer` to anything else, with
-usage figures, so closed-set and binary runs go through every step a real server's answers take.
+A stand-in, not a model: it answers "no" to a yes/no question and one of `answers` to anything
+else (chosen by a CRC of the request body, so a request always gets the same answer), with usage
+figures, so closed-set and binary runs go through every step a real server's answers take. With
+`echo_key` it also repeats the request's Authorization header in every answer, as a careless
+server might.
 It is a bare asyncio protocol (HTTP/1.1, keep-alive, Content-Length bodies) so that its own CPU
 per request stays far below classbench's and the two can be told apart. `GET /stats` says how
 many chat requests came, their body bytes and the server's CPU seconds; with `keep_bodies` the
-bodies themselves are kept (`bodies`) for tests that look at what was sent.
+requests themselves are kept (`heads`, `bodies`) for tests that look at what was sent.
 
 Runs in a thread (`with InstantServer() as server:`) or as its own process, so its CPU is
 measured apart: `python tests/instant_server.py [--delay-s S]` prints its URL and serves until
@@ -19,6 +22,7 @@ import asyncio
 import json
 import os
 import threading
+import zlib
 from dataclasses import dataclass, field
 
 MODEL = "instant"
@@ -33,16 +37,19 @@ def _completion(text: str) -> bytes:
 
 @dataclass
 class InstantServer:
-    answer: str = "cat"
+    answers: tuple[str, ...] = ("cat",)
     delay_s: float = 0.0
     keep_bodies: bool = False
+    echo_key: bool = False
     port: int = 0
     requests: int = 0
     body_bytes: int = 0
+    heads: list[bytes] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._replies = {True: self._reply(200, _completion("no")), False: self._reply(200, _completion(self.answer))}
+        self._no = self._reply(200, _completion("no"))
+        self._replies = [self._reply(200, _completion(answer)) for answer in self.answers]
         models = {"object": "list", "data": [{"id": MODEL, "object": "model", "created": 0, "owned_by": "tests"}]}
         self._models = self._reply(200, json.dumps(models).encode())
 
@@ -68,8 +75,17 @@ class InstantServer:
             self.requests += 1
             self.body_bytes += len(body)
             if self.keep_bodies:
+                self.heads.append(head)
                 self.bodies.append(body)
-            return self._replies[b"yes or no" in body]
+            if self.echo_key:
+                key = next((h.split(b":", 1)[1].strip().decode() for h in head.split(b"\r\n")
+                            if h.lower().startswith(b"authorization:")), "")
+                return self._reply(200, _completion(f"{self.answers[0]} (you sent {key})"))
+            if b"yes or no" in body:
+                return self._no
+            if len(self._replies) == 1:
+                return self._replies[0]
+            return self._replies[zlib.crc32(body) % len(self._replies)]
         if b"/models" in line:
             return self._models
         if b"/stats" in line:
@@ -137,7 +153,7 @@ def main() -> None:
     parser.add_argument("--delay-s", type=float, default=0.0)
     parser.add_argument("--answer", default="cat")
     args = parser.parse_args()
-    server = InstantServer(answer=args.answer, delay_s=args.delay_s)
+    server = InstantServer(answers=(args.answer,), delay_s=args.delay_s)
 
     async def run() -> None:
         task = asyncio.ensure_future(server.serve())
