@@ -68,7 +68,8 @@ def test_a_jpeg_png_or_webp_is_sent_as_its_own_bytes(server: InstantServer, tmp_
     for name in files:
         _photo().save(tmp_path / name, **({"quality": 80} if name.endswith(".jpg") else {}))
     Image.fromarray(np.full((12, 16), 90, dtype=np.uint8)).save(tmp_path / "grey.jpg")
-    files["grey.jpg"] = "image/jpeg"
+    _photo().save(tmp_path / "camera.jpg", format="MPO", save_all=True, append_images=[_photo(seed=1)])
+    files.update({"grey.jpg": "image/jpeg", "camera.jpg": "image/jpeg"})
     for name, media_type in files.items():
         [url] = _sent(server, [load_image(tmp_path / name)])
         assert url == f"data:{media_type};base64," + base64.b64encode((tmp_path / name).read_bytes()).decode(), name

@@ -33,8 +33,9 @@ IMAGE_SUFFIXES = frozenset(
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-SENDABLE = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
-"""Formats every vision API accepts, by Pillow's name, with their media type."""
+SENDABLE = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+"""Formats every vision API accepts, by Pillow's name, with their media type. MPO is a camera's
+JPEG with extra pictures appended: every decoder, Pillow's included, shows its first."""
 _SOURCE = "_classbench_source"
 ORIENTATION = 0x0112
 
@@ -58,7 +59,8 @@ def source_file(image: Image.Image) -> SourceFile | None:
 def _unconverted(image: Image.Image) -> bool:
     """Whether the decoded file is already the picture `to_rgb` gives, bar greyscale → RGB."""
     return (image.format in SENDABLE and image.mode in ("RGB", "L") and "transparency" not in image.info
-            and getattr(image, "n_frames", 1) == 1 and image.getexif().get(ORIENTATION, 1) == 1)
+            and (getattr(image, "n_frames", 1) == 1 or image.format == "MPO")
+            and image.getexif().get(ORIENTATION, 1) == 1)
 
 
 def is_image_path(path: Path) -> bool:
