@@ -128,6 +128,11 @@ def test_the_official_clients_headers_are_sent(server: InstantServer, tmp_path: 
     lines = {line.split(":", 1)[0].lower(): line.split(":", 1)[1].strip() for line in head.split("\r\n")[1:]}
     assert lines["authorization"] == f"Bearer {KEY}" and lines["content-type"] == "application/json"
     assert lines["openai-organization"] == "org-test" and lines["openai-project"] == "proj_test"
+    backend = load_model(f"openai:{MODEL}", {"base_url": [server.url]})
+    try:
+        assert KEY not in repr(backend) and KEY not in repr(backend.describe())
+    finally:
+        backend.close()
 
 
 def test_a_key_echoed_by_the_server_never_reaches_the_store(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -67,9 +67,10 @@ class ApiClient:
     """One server: a keep-alive connection pool that lives on the backend's event loop."""
 
     base_url: str
-    headers: dict[str, str]
-    timeout_s: float
-    session: aiohttp.ClientSession | None = None
+    headers: dict[str, str] = field(repr=False)
+    """They hold the key: never in a repr."""
+    timeout_s: float = 60.0
+    session: aiohttp.ClientSession | None = field(default=None, repr=False)
 
     def _session(self) -> aiohttp.ClientSession:
         """Made on first use, inside the running loop, as aiohttp requires."""
