@@ -11,7 +11,7 @@ small and a large set of 400x300 JPEG photos, and prints:
 - the server's own CPU per request (its `GET /stats`), to show the server is not the bottleneck;
 - bytes sent per question (the request body) beside the mean JPEG file size and its base64 size.
 
-Each size runs `--repeat` times (default 2) and the least CPU counts: on a shared machine other
+Each size runs `--repeat` times (default 3) and the least CPU counts: on a shared machine other
 processes only ever add to a run's CPU time (cache misses, frequency), never take from it. Speed
 is measured here and printed, never asserted in tests. `--quick` uses fewer images.
 """
@@ -85,9 +85,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer images (a rougher figure)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--strategy", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each size; the least CPU counts")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each size; the least CPU counts")
     args = parser.parse_args()
-    sizes = {"closed-set": (2, 8 if args.quick else 20), "binary": (1, 2 if args.quick else 5)}
+    sizes = {"closed-set": (2, 8 if args.quick else 60), "binary": (1, 2 if args.quick else 12)}
 
     with tempfile.TemporaryDirectory(prefix="classbench-api-") as tmp:
         work = Path(tmp)
