@@ -146,6 +146,7 @@ class InstantServer:
     def __exit__(self, *_: object) -> None:
         self._loop.call_soon_threadsafe(self._server.close)
         self._thread.join(5)
+        self._loop.close()
 
 
 def main() -> None:

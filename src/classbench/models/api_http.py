@@ -6,14 +6,17 @@ and orjson do in about a tenth of that. What users rely on from the official cli
 URL is `<base-url>/chat/completions` (and `/models`), the key goes in `Authorization: Bearer`,
 `OPENAI_ORG_ID` and `OPENAI_PROJECT_ID` become the `OpenAI-Organization` and `OpenAI-Project`
 headers, and the proxy variables (`HTTPS_PROXY`, `NO_PROXY`, …) are honoured, looked up once per
-server rather than per request (aiohttp's `trust_env` costs two thread hops a request). Nothing
-here retries: the backend's retry policy is the only one, so every attempt is counted.
+server rather than per request (aiohttp's `trust_env` costs two thread hops a request), and TLS
+trusts the system's certificates (`SSL_CERT_FILE`, `SSL_CERT_DIR` included). Nothing here
+retries: the backend's retry policy is the only one, so every attempt is counted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +78,7 @@ class ApiClient:
     def _session(self) -> aiohttp.ClientSession:
         """Made on first use, inside the running loop, as aiohttp requires."""
         if self.session is None:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=tls_context())
             proxy, proxy_auth = env_proxy(self.base_url)
             self.session = aiohttp.ClientSession(
                 connector=connector, headers=self.headers, proxy=proxy, proxy_auth=proxy_auth,
@@ -122,6 +125,20 @@ def encode_body(body: dict[str, Any], image: bytes) -> bytes:
     question; it is made a JSON string once (`api_payload.Payloads`) and spliced in. The image comes
     before the prompt, so the first `IMAGE` is the image's, whatever the prompt says."""
     return orjson.dumps(body).replace(_IMAGE_JSON, image, 1)
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The system's trusted certificates; certifi's bundle as well where the system lists none (a
+    python.org build on macOS before its "Install Certificates" step)."""
+    context = ssl.create_default_context()
+    if not context.cert_store_stats()["x509_ca"]:
+        try:
+            import certifi
+        except ModuleNotFoundError:
+            return context
+        context.load_verify_locations(certifi.where())
+    return context
 
 
 def env_proxy(url: str) -> tuple[str | None, aiohttp.BasicAuth | None]:

@@ -372,5 +372,9 @@ def load_openai(name: str, settings: OpenAISettings, device: str) -> OpenAIBacke
         secret=key,
         loop=loop,
     )
-    backend.check_server()
+    try:
+        backend.check_server()
+    except BaseException:
+        backend.close()
+        raise
     return backend
