@@ -80,6 +80,12 @@ def run_once(dataset: Path, url: str, out: Path, strategy: str, concurrency: int
             "images_per_s": metrics.get("images_per_s"), "n_images": metrics["n_images"]}
 
 
+def least_cpu(work: Path, url: str, strategy: str, concurrency: int, per_class: int, repeat: int) -> dict:
+    runs = [run_once(work / "photos", url, work / f"{strategy}-{concurrency}-{per_class}-{n}", strategy, concurrency,
+                     per_class) for n in range(repeat)]
+    return min(runs, key=lambda run: run["cpu_s"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer images (a rougher figure)")
@@ -103,9 +109,7 @@ def main() -> None:
             print("|---|---|---|---|---|---|---|")
             for strategy in args.strategy:
                 for concurrency in args.concurrency:
-                    small, large = (min((run_once(work / "photos", url, work / f"{strategy}-{concurrency}-{per_class}-{n}",
-                                                  strategy, concurrency, per_class) for n in range(args.repeat)),
-                                        key=lambda run: run["cpu_s"])
+                    small, large = (least_cpu(work, url, strategy, concurrency, per_class, args.repeat)
                                     for per_class in sizes[strategy])
                     questions = large["requests"] - small["requests"]
                     per_question = (large["cpu_s"] - small["cpu_s"]) / questions * 1000

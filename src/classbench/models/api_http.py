@@ -95,15 +95,15 @@ class ApiClient:
     async def _request(self, method: str, path: str, data: bytes | None) -> dict[str, Any]:
         url = f"{self.base_url.rstrip('/')}/{path}"
         try:
+            # Redirects are followed, as the official client follows them.
             async with self._session().request(method, url, data=data) as response:
                 payload = await response.read()
-                status, reason, headers = response.status, response.reason, dict(response.headers)
+                if not 200 <= response.status < 300:
+                    raise StatusError(response.status, error_message(payload, response.reason), dict(response.headers))
         except asyncio.TimeoutError:
             raise RequestTimeout(f"no answer in {self.timeout_s:g}s") from None
         except aiohttp.ClientError as error:
             raise ConnectionFailed(f"{type(error).__name__}: {error}") from None
-        if status >= 400:
-            raise StatusError(status, error_message(payload, reason), headers)
         try:
             parsed = orjson.loads(payload)
         except orjson.JSONDecodeError as error:
