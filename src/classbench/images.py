@@ -6,11 +6,18 @@ EXIF orientation is applied, alpha is composited on white (a transparent PNG oth
 black), 16-bit and float images are scaled to 8 bits (Pillow's plain conversion clips them to
 white), CMYK and palette images go through their proper conversions. Anything unreadable —
 empty, truncated, corrupt, or a decompression bomb — raises `ImageLoadError` with the reason.
+
+A backend that must send the picture somewhere (an API) should send the file itself rather than a
+re-encoding, when the file shows exactly the decoded picture: `source_file(image)` gives its
+bytes for a JPEG, PNG or WebP that needed none of the conversions above (greyscale aside, which
+every decoder widens to RGB the same way), and None otherwise.
 """
 
 from __future__ import annotations
 
+import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +61,36 @@ def check_size(width: int, height: int, where: str) -> None:
                              "new --out)")
 
 
+SENDABLE = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+"""Formats every vision API accepts, by Pillow's name, with their media type. MPO is a camera's
+JPEG with extra pictures appended: every decoder, Pillow's included, shows its first."""
+_SOURCE = "_classbench_source"
+ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """The bytes of the file an image was decoded from, which show the very same picture."""
+
+    data: bytes
+    media_type: str
+
+
+def source_file(image: Image.Image) -> SourceFile | None:
+    """The file behind a decoded image, when sending it is the same as sending the pixels.
+
+    It is kept on the image object itself: Pillow copies `info` into every derived image (a resize,
+    a crop) but not attributes, so an image made from this one never claims this file."""
+    return getattr(image, _SOURCE, None)
+
+
+def _unconverted(image: Image.Image) -> bool:
+    """Whether the decoded file is already the picture `to_rgb` gives, bar greyscale → RGB."""
+    return (image.format in SENDABLE and image.mode in ("RGB", "L") and "transparency" not in image.info
+            and (getattr(image, "n_frames", 1) == 1 or image.format == "MPO")
+            and image.getexif().get(ORIENTATION, 1) == 1)
+
+
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
@@ -70,10 +107,14 @@ def load_image(path: str | Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            data = path.read_bytes()
+            with Image.open(io.BytesIO(data)) as image:
                 check_size(*image.size, str(path))
                 image.load()
-                return to_rgb(image)
+                picture = to_rgb(image)
+                if _unconverted(image):
+                    setattr(picture, _SOURCE, SourceFile(data, SENDABLE[image.format]))
+                return picture
     except ImageLoadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -86,10 +127,10 @@ def load_image(path: str | Path) -> Image.Image:
 def to_rgb(image: Image.Image) -> Image.Image:
     """Return an RGB copy of a decoded image, oriented as a person would see it."""
     check_size(*image.size, "image")
-    image = ImageOps.exif_transpose(image)
+    image = ImageOps.exif_transpose(image)  # a new image, rotated or not
     mode = image.mode
     if mode == "RGB":
-        return image.copy()
+        return image
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return _scale_to_rgb(np.asarray(image), sixteen_bit=mode.startswith("I;16"))
     if mode == "P":

@@ -18,6 +18,7 @@ from pathlib import Path
 from time import perf_counter
 
 from classbench import images, pricing, provenance, runlock, strategies
+from classbench.commits import Committer
 from classbench.datasets import Dataset, Sample, read_class_list, select
 from classbench.datasets.cache import DatasetCache
 from classbench.datasets.templates import with_dataset_templates
@@ -173,6 +174,7 @@ def _loop(store: Store, dataset: Dataset, samples: Sequence[Sample], finished: s
     asked = 0
     streak = 0
     clock = perf_counter()
+    commits = Committer(store)
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool:
             def prefetch(index: int) -> Future[_Loaded] | None:
@@ -204,28 +206,30 @@ def _loop(store: Store, dataset: Dataset, samples: Sequence[Sample], finished: s
                         streak = streak + 1 if prediction.status == "failed" else 0
                         asked += 1
                     if not strategy.atomic_chunks:
-                        clock = _write(store, records, clock, progress)
+                        clock = _write(commits, records, clock, progress)
                         records = []
-                clock = _write(store, records, clock, progress)
+                clock = _write(commits, records, clock, progress)
+                commits.flush()
                 store.update_session(peak_rss_gb=_peak_rss_gb(), peak_gpu_gb=model.peak_gpu_gb())
                 if streak >= GIVE_UP_AFTER and asked == streak:
                     raise UserError(f"the model failed on the first {streak} images; the last error: "
                                     f"{_last_error(store)}")
     finally:
-        progress.stop()
+        try:
+            commits.close()
+        finally:
+            progress.stop()
     return asked
 
 
-def _write(store: Store, records: list[tuple[str, list[Question], Prediction | None]], clock: float,
+def _write(commits: Committer, records: list[tuple[str, list[Question], Prediction | None]], clock: float,
            progress: Progress) -> float:
+    """Hand records to the committer: in the store within 0.2 s, and at the chunk's end (`commits.flush`)."""
     if not records:
         return clock
     now = perf_counter()
     done = sum(1 for _, _, prediction in records if prediction is not None)
-    with store.batch():
-        for image, questions, prediction in records:
-            store.record(image, questions, prediction)
-        store.add_work(images=done, seconds=now - clock)
+    commits.add(records, done, now - clock)
     progress.advance(done)
     return now
 

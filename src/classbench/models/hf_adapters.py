@@ -8,15 +8,17 @@ override only what differs:
 - `qwen2_vl`, `qwen2_5_vl`: the processor counts pixels itself (one LLM token per 28×28), so
   `--max-pixels` is set as its own budget (`size.longest_edge`) instead of resizing beforehand.
 - `minicpmv` (MiniCPM-V-2_6), `internvl_chat` (InternVL2), `phi3_v` (Phi-3-vision): remote code
-  (`--trust-remote-code`) with their own loaders and chat entry points; they are asked one request
-  at a time, so their answers cannot depend on the batch. These three need real weights to run and
-  are not exercised by the offline tests.
+  (`--trust-remote-code`), loaded as their checkpoints declare with the compatibility layer of
+  `classbench.models.remote` (which also verifies their buffers), prompted as their own `chat`
+  methods prompt, and decoded greedily by `remote.decode`. They are asked one request at a time,
+  so their answers cannot depend on the batch. Tests run them on tiny random-weight models built
+  from their published code (tests/tinymodels/tiny_remote.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
@@ -56,11 +58,18 @@ class Adapter:
     pixel_budget: Callable[[Any, int | None, int | None], None] | None = None
     """Set for processors with their own pixel budget: (processor, min_pixels, max_pixels). Without
     one, `--max-pixels` downsizes images before the processor."""
+    generation: Mapping[str, Any] = field(default_factory=lambda: dict(GENERATE_GREEDY), hash=False)
+    """How answers are decoded, recorded in the run's settings (provenance)."""
     shared_prefix: bool = True
     """False for prefix-LMs (PaliGemma attends both ways over the whole prompt), where a cache of the
     first part of a prompt is not what the full prompt computes; scoring candidates after the whole
     prompt is still exact."""
 
+
+GENERATE_GREEDY: dict[str, Any] = {"decoding": "greedy", "num_beams": 1, "do_sample": False,
+                                   "repetition_penalty": 1.0, "decoder": "transformers generate"}
+REMOTE_GREEDY: dict[str, Any] = {**GENERATE_GREEDY,
+                                 "decoder": "classbench.models.remote.decode (the model's forward with its KV cache)"}
 
 GENERIC = Adapter("generic")
 
@@ -87,71 +96,118 @@ def _qwen_pixel_budget(processor: Any, min_pixels: int | None, max_pixels: int |
         part.size = {key: value for key, value in size.items() if value is not None}
 
 
-def _load_remote(model_class: str) -> Callable[[str, dict[str, Any]], tuple[Any, Any]]:
+def _load_remote(auto_name: str) -> Callable[[str, dict[str, Any]], tuple[Any, Any]]:
+    """The checkpoint's own class (`config.auto_map[auto_name]`) with its family's patches
+    (`classbench.models.remote`), and its processor, or its tokenizer where it ships no processor."""
     def load(source: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
         import transformers
 
-        kwargs = {**kwargs, "trust_remote_code": True}
-        cls = getattr(transformers, model_class)
+        from classbench.models import remote
+
+        kwargs = remote.attention(source, {**kwargs, "trust_remote_code": True})
+        cls = remote.model_class(source, auto_name, _hub(kwargs))
         try:
             processor = transformers.AutoProcessor.from_pretrained(source, trust_remote_code=True, **_hub(kwargs))
-        except (OSError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
             processor = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=True, **_hub(kwargs))
         return cls.from_pretrained(source, **kwargs), processor
 
     return load
 
 
-def _minicpmv_generate(backend: Any, requests: Sequence[Any]) -> list[str]:
-    tokenizer = getattr(backend.processor, "tokenizer", backend.processor)
-    return [
-        backend.model.chat(image=None, msgs=[{"role": "user", "content": [backend.bounded(r.image), r.prompt]}],
-                           tokenizer=tokenizer, sampling=False, max_new_tokens=r.max_new_tokens)
-        for r in requests
-    ]
+def _remote_generate(module: str) -> Callable[[Any, Sequence[Any]], list[str]]:
+    def generate(backend: Any, requests: Sequence[Any]) -> list[str]:
+        import importlib
+
+        return importlib.import_module(f"classbench.models.remote.{module}").generate(backend, requests)
+
+    return generate
 
 
-def _internvl_generate(backend: Any, requests: Sequence[Any]) -> list[str]:
-    """One 448-pixel tile per image (InternVL's `max_num=1`), ImageNet normalisation."""
-    import torch
-    from torchvision.transforms import v2
+def load_checked(adapter: Adapter, name: str, model_type: str, source: str, kwargs: dict[str, Any]
+                 ) -> tuple[Any, Any, dict[str, Any]]:
+    """`adapter.load`, with any failure as one line naming the model, its family and what to do; a
+    remote-code model's non-persistent buffers are then verified (`remote.buffers`). Returns the
+    model, the processor and what goes into the run's settings about decoding and buffers."""
+    from classbench.errors import UserError
 
-    size = backend.model.config.vision_config.image_size
-    transform = v2.Compose([v2.PILToTensor(), v2.Resize((size, size), interpolation=v2.InterpolationMode.BICUBIC),
-                            v2.ToDtype(torch.float32, scale=True),
-                            v2.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
-    tokenizer = getattr(backend.processor, "tokenizer", backend.processor)
-    dtype = next(backend.model.parameters()).dtype
-    answers = []
-    for request in requests:
-        pixels = transform(request.image).unsqueeze(0).to(backend.device, dtype)
-        answers.append(backend.model.chat(tokenizer, pixels, f"<image>\n{request.prompt}",
-                                          {"max_new_tokens": request.max_new_tokens, "do_sample": False}))
-    return answers
+    trust = bool(kwargs.get("trust_remote_code"))
+    try:
+        model, processor = adapter.load(source, kwargs)
+    except UserError:
+        raise
+    except Exception as error:
+        raise code_error(name, model_type, error, trust) from None
+    notes: dict[str, Any] = {"generation": dict(adapter.generation)}
+    if trust and _runs_remote_code(model):
+        from classbench.models.remote import buffers
+
+        checked = buffers.non_persistent(model)
+        notes["buffers"] = {"checked": sorted(checked), "recomputed": buffers.verify(model, f"hf:{name}")}
+    return model, processor, notes
 
 
-def _phi3v_generate(backend: Any, requests: Sequence[Any]) -> list[str]:
-    processor = backend.processor
-    answers = []
-    for request in requests:
-        messages = [{"role": "user", "content": f"<|image_1|>\n{request.prompt}"}]
-        text = processor.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        inputs = processor(text, [backend.bounded(request.image)], return_tensors="pt").to(backend.device)
-        output = backend.model.generate(**inputs, max_new_tokens=request.max_new_tokens, do_sample=False,
-                                        eos_token_id=processor.tokenizer.eos_token_id)
-        new = output[:, inputs["input_ids"].shape[1]:]
-        answers.append(processor.batch_decode(new, skip_special_tokens=True)[0])
-    return answers
+def _runs_remote_code(model: Any) -> bool:
+    """Whether the model's class came from the checkpoint's own code (transformers imports it into its
+    `transformers_modules` package), rather than from transformers itself."""
+    from transformers.utils.hub import TRANSFORMERS_DYNAMIC_MODULE_NAME
+
+    return type(model).__module__.split(".", 1)[0] == TRANSFORMERS_DYNAMIC_MODULE_NAME
+
+
+def code_error(name: str, model_type: str | None, error: Exception, trust: bool) -> Exception:
+    """A failure while importing or running a checkpoint's code as one line: the model, its family,
+    what failed, and what to do about it. A `UserError` passes through unchanged."""
+    from classbench.errors import UserError
+
+    if isinstance(error, UserError):
+        return error
+    family = model_type or "unknown model_type"
+    missing = getattr(error, "name", None) or ""
+    if isinstance(error, ImportError) and missing.startswith("transformers."):
+        import transformers
+
+        return UserError(f"hf:{name} ({family}): its code imports {missing}, which transformers "
+                         f"{transformers.__version__} does not have. {_load_advice(model_type or '', trust)}")
+    if isinstance(error, ImportError):
+        advice = ("install flash-attn, or choose another attention with --attn-implementation eager"
+                  if "flash" in str(error).lower() else
+                  "install it (pip install 'classbench[hf]' brings those the published models need)")
+        return UserError(f"hf:{name} ({family}): its code needs a package that is not installed "
+                         f"({_first_line(error)}); {advice}")
+    return UserError(f"hf:{name} ({family}): failed to load ({type(error).__name__}: {_first_line(error)}). "
+                     f"{_load_advice(model_type or '', trust)}")
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "no message"
+
+
+def _load_advice(model_type: str, trust: bool) -> str:
+    import transformers
+
+    from classbench.models import remote
+
+    version = transformers.__version__
+    if model_type in remote.FAMILIES:
+        return (f"classbench adapts this family's code to transformers {version} (classbench.models.remote); "
+                "check the checkpoint is complete, or report this line with your transformers version")
+    if trust:
+        return (f"Its own code may not run on transformers {version}: serve it with vLLM "
+                "(vllm serve MODEL --trust-remote-code, then --model openai:MODEL --base-url URL)")
+    return (f"Check that transformers {version} supports this vision-language checkpoint; a model that ships "
+            "its own code needs --trust-remote-code")
 
 
 ADAPTERS: dict[str, Adapter] = {
     "qwen2_vl": Adapter("qwen2_vl", pixel_budget=_qwen_pixel_budget),
     "qwen2_5_vl": Adapter("qwen2_5_vl", pixel_budget=_qwen_pixel_budget),
     "paligemma": Adapter("paligemma", prompt=_paligemma_prompt, needs_chat_template=False, shared_prefix=False),
-    "minicpmv": Adapter("minicpmv", load=_load_remote("AutoModel"), generate=_minicpmv_generate,
-                        needs_chat_template=False),
-    "internvl_chat": Adapter("internvl_chat", load=_load_remote("AutoModel"), generate=_internvl_generate,
-                             needs_chat_template=False),
-    "phi3_v": Adapter("phi3_v", load=_load_remote("AutoModelForCausalLM"), generate=_phi3v_generate,
-                      needs_chat_template=False),
+    "minicpmv": Adapter("minicpmv", load=_load_remote("AutoModel"), generate=_remote_generate("minicpmv"),
+                        needs_chat_template=False, generation=REMOTE_GREEDY),
+    "internvl_chat": Adapter("internvl_chat", load=_load_remote("AutoModel"), generate=_remote_generate("internvl"),
+                             needs_chat_template=False, generation=REMOTE_GREEDY),
+    "phi3_v": Adapter("phi3_v", load=_load_remote("AutoModelForCausalLM"), generate=_remote_generate("phi3v"),
+                      needs_chat_template=False, generation=REMOTE_GREEDY),
 }

@@ -109,6 +109,7 @@ class HFVisionLanguageModel(Generator):
             max_new_tokens=max(r.max_new_tokens for r in requests),
             do_sample=False,
             num_beams=1,
+            repetition_penalty=1.0,
         )
         prompt_length = inputs["input_ids"].shape[1]
         new_tokens = output[:, prompt_length:]

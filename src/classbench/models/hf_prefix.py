@@ -224,7 +224,7 @@ class _Prefix:
         if self.deltas is not None:
             backend.set_position_state(self.deltas[index])
         generated = backend.model.generate(**continued, cache=cache, max_new_tokens=max_new_tokens,
-                                           do_sample=False, num_beams=1)
+                                           do_sample=False, num_beams=1, repetition_penalty=1.0)
         answers = [self._until_stop(row[:max_new_tokens])
                    for row in generated[:, continued["input_ids"].shape[1]:].tolist()]
         distinct = list(dict.fromkeys(answers))  # mostly the same few answers: decode each once

@@ -49,7 +49,8 @@ def load_hf(name: str, settings: HFSettings, device: str) -> HFVisionLanguageMod
     import torch
     from transformers import AutoConfig
 
-    from classbench.models.hf_adapters import ADAPTERS, GENERIC
+    from classbench.models import remote
+    from classbench.models.hf_adapters import ADAPTERS, GENERIC, code_error, load_checked
     from classbench.models.hf_backend import HFVisionLanguageModel
     from classbench.models.torch_utils import resolve_device
 
@@ -59,6 +60,7 @@ def load_hf(name: str, settings: HFSettings, device: str) -> HFVisionLanguageMod
     trust = bool(options.get("trust_remote_code", False))
     hub = {"revision": options["revision"]} if options.get("revision") else {}
     try:
+        remote.prepare(source, trust, hub)
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust, **hub)
     except ValueError as error:
         if "trust_remote_code" in str(error):
@@ -68,6 +70,8 @@ def load_hf(name: str, settings: HFSettings, device: str) -> HFVisionLanguageMod
     except OSError as error:
         raise UserError(f"hf:{name}: not a local folder and not loadable from the hub ({error}). "
                         "Give a folder with config.json, or a hub id such as Qwen/Qwen2-VL-2B-Instruct.") from None
+    except Exception as error:
+        raise code_error(name, remote.family_name(source, hub), error, trust) from None
     adapter = ADAPTERS.get(config.model_type, GENERIC)
     dtypes = {"auto": "auto", "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
     target = resolve_device(device)
@@ -77,7 +81,7 @@ def load_hf(name: str, settings: HFSettings, device: str) -> HFVisionLanguageMod
     device_map = options.get("device_map")
     if device_map:
         load_kwargs["device_map"] = device_map
-    model, processor = adapter.load(source, load_kwargs)
+    model, processor, checks = load_checked(adapter, name, config.model_type, source, load_kwargs)
     if not device_map:
         model.to(target)
     model.eval()
@@ -99,6 +103,7 @@ def load_hf(name: str, settings: HFSettings, device: str) -> HFVisionLanguageMod
         "max_pixels": options.get("max_pixels"),
         "image_processor": _image_settings(processor),
         "chat_template_sha256": _sha(_chat_template(processor)),
+        **checks,
     }
     return HFVisionLanguageModel(
         model_id=f"hf:{name}",
