@@ -116,7 +116,7 @@ def test_api_settings_never_change_a_runs_identity() -> None:
 
 
 def test_top_logprobs_of_the_first_answer_token_are_read() -> None:
-    from classbench.models.openai_api import _first_token_logprobs
+    from classbench.models.api_response import _first_token_logprobs
 
     choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "cat"},
               "logprobs": {"content": [

@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_errors
 
 from classbench.errors import UserError
+from classbench.cli_parts import RichProgress, parse_options, with_settings_of
 from classbench.flags import given, with_setting_flags
 
 app = typer.Typer(
@@ -46,19 +47,6 @@ Examples:
 
 Settings come from flags or a YAML file (--config) with the same names; flags win.
 """
-
-
-def _options(values: list[str]) -> dict[str, Any]:
-    """Parse repeated KEY=VALUE flags; values are read as YAML scalars (numbers, booleans, strings)."""
-    from classbench import safeyaml
-
-    parsed: dict[str, Any] = {}
-    for value in values:
-        key, sep, raw = value.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--option {value!r}: expected KEY=VALUE, e.g. --option dtype=bf16")
-        parsed[key.strip().replace("-", "_")] = safeyaml.load(raw, f"--option {key.strip()}") if raw else ""
-    return parsed
 
 
 def default_out(model: str, strategy: str, identity_hash: str) -> Path:
@@ -104,7 +92,7 @@ def run(
                    background=background, label_file=label_file, split=split, image_column=image_column,
                    label_column=label_column, batch_size=batch_size, device=device, max_cost=max_cost,
                    max_image_pixels=max_image_pixels, max_aspect_ratio=max_aspect_ratio)
-    spec, config_out, _ = build_spec(config, {**general, **given(settings)}, _options(option))
+    spec, config_out, _ = build_spec(config, {**general, **given(settings)}, parse_options(option))
     folder = out or (Path(config_out) if config_out else default_out(spec.model.name, spec.strategy.name,
                                                                       spec.identity_hash()))
     _run_and_report(spec, folder, progress, check_batching=check_batching)
@@ -119,7 +107,7 @@ def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: boo
     from classbench.exits import RunInterrupted
 
     try:
-        result = runner.run(spec, folder, progress=_RichProgress() if show_progress else None, log=_log,
+        result = runner.run(spec, folder, progress=RichProgress() if show_progress else None, log=_log,
                             check_batching=check_batching, models=models, datasets=datasets)
     except KeyboardInterrupt:
         raise RunInterrupted(folder) from None
@@ -181,24 +169,8 @@ Examples:
 """
 
 
-def _with_settings_of(command: Any) -> Any:
-    """Give a command every option of `command` it does not define itself, so `sweep` takes exactly the
-    settings `run` takes (including ones added later) without a second copy of the list."""
-    import inspect
-
-    def decorate(function: Any) -> Any:
-        own = [p for p in inspect.signature(function, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
-        names = {p.name for p in own}
-        shared = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name not in names]
-        function.__signature__ = inspect.Signature([*own, *shared])
-        function.__annotations__ = {p.name: p.annotation for p in (*own, *shared)}
-        return function
-
-    return decorate
-
-
 @app.command(help=SWEEP_HELP)
-@_with_settings_of(run)
+@with_settings_of(run)
 def sweep(
     classes: Annotated[Optional[str], typer.Option(help="class counts, comma-separated, e.g. 10,25,50 (nested subsets of one seed); with --recipe, they replace the recipe's (its table runs at the largest)")] = None,
     model: Annotated[list[str], typer.Option(help="model to benchmark; repeat or comma-separate for several [default: the config's]")] = [],
@@ -214,7 +186,7 @@ def sweep(
 
     sizes = sweeping.parse_sizes(classes) if classes else None
     values = {**{name: value for name, value in settings.items() if name in GENERAL}, **given(settings)}
-    options = _options(settings.get("option") or [])
+    options = parse_options(settings.get("option") or [])
     if recipe:
         if model or strategy:
             raise UserError("--recipe chooses the models and strategies; pick models with --recipe-model NAME[=MODEL]")
@@ -361,33 +333,6 @@ def datasets(
         typer.echo(f"  {count:>6}  {name}")
     for reason, count in sorted(dataset.skipped.items()):
         typer.echo(f"skipped: {count} {reason}")
-
-
-class _RichProgress:
-    def __init__(self) -> None:
-        self.bar = None
-
-    def start(self, total: int, done: int, description: str) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                            TimeRemainingColumn(), transient=False)
-        self.task = self.bar.add_task(description, total=total, completed=done, rate="")
-        self.started_at = done
-        self.bar.start()
-
-    def advance(self, count: int) -> None:
-        self.bar.advance(self.task, count)
-        task = self.bar.tasks[0]
-        if task.elapsed:
-            rate = (task.completed - self.started_at) / task.elapsed
-            self.bar.update(self.task, rate=f"{rate:.2f} it/s")
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def _log(message: str) -> None:

@@ -30,8 +30,10 @@ class RunInterrupted(Exception):
 
 def resume_command(argv: list[str] | None = None) -> str:
     """The command that was run, as a user would type it again (the same command resumes a run)."""
+    from classbench.models.api_response import redact_url
+
     args = list(sys.argv[1:] if argv is None else argv)
-    return shlex.join(["classbench", *args])
+    return shlex.join(["classbench", *(redact_url(arg) if "://" in arg else arg for arg in args)])
 
 
 def interrupted_line(folder: Path | None, argv: list[str] | None = None) -> str:

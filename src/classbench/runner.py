@@ -119,7 +119,7 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
         resumed = store.begin_or_resume(
             spec.identity(),
             selection.samples,
-            {"spec": spec.model_dump(mode="json"), "classes": selection.classes, "background": selection.background,
+            {"spec": spec.record(), "classes": selection.classes, "background": selection.background,
              "dataset": {"name": dataset.name, "n_images": len(dataset.samples), "n_classes": len(dataset.classes),
                          "skipped": dict(dataset.skipped), **dataset.info, "templates": dataset.templates},
              "provenance": provenance.collect()},

@@ -59,6 +59,12 @@ class Settings(BaseModel):
         """Every setting, by the names users write."""
         return self.model_dump(by_alias=True)
 
+    @classmethod
+    def redact(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The settings as a run folder may keep them: a component whose settings can hold a secret
+        (a token in a server URL) replaces it here. Most hold none."""
+        return values
+
 
 class NoSettings(Settings):
     """For a component with nothing to set."""

@@ -137,6 +137,16 @@ class RunSpec(_Section):
             return self.sample.shots
         return strategies.entry(self.strategy.name).default_shots
 
+    def record(self) -> dict[str, Any]:
+        """The spec as the run folder keeps it (JSON), with any secret a component's settings hold redacted."""
+        from classbench import models, strategies
+
+        record = self.model_dump(mode="json")
+        record["model"]["settings"] = models.settings_class(self.model.name).redact(record["model"]["settings"])
+        strategy = strategies.settings_class(self.strategy.name)
+        record["strategy"]["settings"] = strategy.redact(record["strategy"]["settings"])
+        return record
+
     def identity(self) -> dict[str, Any]:
         identity = {"dataset": self.dataset.model_dump(), "sample": self.sample.model_dump(),
                     "model": {"name": self.model.name, "settings": self.model_settings().identity()},

@@ -19,6 +19,7 @@ import os
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -93,7 +94,7 @@ class ApiClient:
         return await self._request("GET", path, None)
 
     async def _request(self, method: str, path: str, data: bytes | None) -> dict[str, Any]:
-        url = f"{self.base_url.rstrip('/')}/{path}"
+        url = join(self.base_url, path)
         try:
             # Redirects are followed, as the official client follows them.
             async with self._session().request(method, url, data=data) as response:
@@ -116,6 +117,12 @@ class ApiClient:
         if self.session is not None:
             await self.session.close()
             self.session = None
+
+
+def join(base_url: str, path: str) -> str:
+    """`path` under the base URL, its query kept (`…/v1?api-version=1` + `chat/completions`)."""
+    parts = urlsplit(base_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"{parts.path.rstrip('/')}/{path}", parts.query, ""))
 
 
 def encode_body(body: dict[str, Any], image: bytes) -> bytes:

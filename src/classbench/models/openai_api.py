@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from pydantic import Field, field_validator
 from classbench import pricing
 from classbench.errors import UserError
 from classbench.models.api_payload import IMAGE, Payloads, data_url
+from classbench.models.api_response import Malformed, parse_completion, redact_url, url_secrets
 from classbench.models.base import Generation, GenerationRequest, Generator
 from classbench.models.ratelimit import Backoff, RateLimiter, retry_after_s
 from classbench.settings import Settings, option_only, runtime
@@ -67,6 +69,12 @@ class OpenAISettings(Settings):
     backoff_s: float = option_only(1.0, "first retry delay in seconds (doubles, with jitter)", runtime_setting=True,
                                    gt=0)
 
+    @classmethod
+    def redact(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The settings as the run folder keeps them: secrets in a --base-url's query replaced."""
+        urls = values.get("base_url")
+        return {**values, "base_url": [redact_url(url) for url in urls]} if urls else values
+
     @field_validator("base_url", mode="before")
     @classmethod
     def _no_credentials(cls, value: Any) -> Any:
@@ -81,10 +89,6 @@ class OpenAISettings(Settings):
 RETRY_STATUS = frozenset({408, 409, 429})
 """Besides 5xx: statuses that say "try again", not "your request is wrong"."""
 REST_CAP_S = 30.0
-
-
-class Malformed(Exception):
-    """A response that is not a chat completion (cut-off JSON, no choices); worth asking again."""
 
 
 @dataclass
@@ -118,6 +122,7 @@ class OpenAIBackend(Generator):
     top_logprobs: int = 0
     image_detail: str | None = None
     secret: str | None = field(default=None, repr=False)
+    url_secrets: tuple[str, ...] = field(default=(), repr=False)
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop, repr=False)
 
     def __post_init__(self) -> None:
@@ -192,23 +197,8 @@ class OpenAIBackend(Generator):
             body.update(logprobs=True, top_logprobs=top_logprobs)
         return body
 
-    def _parse(self, response: dict[str, Any], latency: float, attempt: int) -> Generation:
-        choices = response.get("choices")
-        choice = choices[0] if isinstance(choices, list) and choices else None
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if not isinstance(message, dict):
-            raise Malformed(f"not a chat completion: {str(response)[:200]!r}")
-        usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
-        first_token, logprobs = _first_token_logprobs(choice)
-        return Generation(
-            text=self._scrub((message.get("content") or "").strip()),
-            tokens_in=_count(usage.get("prompt_tokens")),
-            tokens_out=_count(usage.get("completion_tokens")),
-            latency_s=latency,
-            attempts=attempt,
-            first_token_logprobs=logprobs,
-            first_token=first_token,
-        )
+    def _parse(self, response: Any, latency: float, attempt: int) -> Generation:
+        return parse_completion(response, latency, attempt, self._scrub)
 
     def _classify(self, error: Exception, endpoint: _Endpoint) -> _Outcome:
         """Say whether a failed attempt is worth repeating; refuse the run outright when no
@@ -254,7 +244,12 @@ class OpenAIBackend(Generator):
         endpoint.rest_until = time.monotonic() + max(pause, outcome.retry_after or 0.0)
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self.secret, "[api key]") if self.secret else text
+        """Every string a server sends back, before it is stored or printed: the key and any secret of a
+        --base-url's query, in any case, are replaced (a server may echo them, upper- or lowercased)."""
+        for secret in (self.secret, *self.url_secrets):
+            if secret:
+                text = re.sub(re.escape(secret), "[api key]", text, flags=re.IGNORECASE)
+        return text
 
     def check_server(self) -> None:
         """Fail at load, with what to do, when a server is unreachable, refuses the key, or does
@@ -301,21 +296,6 @@ class OpenAIBackend(Generator):
             self.loop.run_until_complete(endpoint.client.close())
         self.loop.run_until_complete(asyncio.sleep(0))  # let aiohttp's connections finish closing
         self.loop.close()
-
-
-def _first_token_logprobs(choice: dict[str, Any]) -> tuple[str | None, dict[str, float] | None]:
-    """The generated first token and the likely first tokens → log-probability (it included)."""
-    content = (choice.get("logprobs") or {}).get("content")
-    if not content:
-        return None, None
-    first = content[0]
-    alternatives = {str(entry["token"]): float(entry["logprob"]) for entry in (first.get("top_logprobs") or [])}
-    alternatives.setdefault(str(first["token"]), float(first["logprob"]))
-    return str(first["token"]), alternatives
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) else None
 
 
 def _public(url: str) -> str:
@@ -370,6 +350,7 @@ def load_openai(name: str, settings: OpenAISettings, device: str) -> OpenAIBacke
         top_logprobs=settings.top_logprobs,
         image_detail=settings.image_detail,
         secret=key,
+        url_secrets=tuple(secret for url in urls for secret in url_secrets(url)),
         loop=loop,
     )
     try:
