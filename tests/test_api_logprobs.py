@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("openai")
+pytest.importorskip("aiohttp")
 
 from logprob_server import LogprobServer, Reply  # noqa: E402
 

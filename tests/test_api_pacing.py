@@ -116,20 +116,16 @@ def test_api_settings_never_change_a_runs_identity() -> None:
 
 
 def test_top_logprobs_of_the_first_answer_token_are_read() -> None:
-    from openai.types.chat import ChatCompletion
+    from classbench.models.api_response import _first_token_logprobs
 
-    from classbench.models.openai_api import _first_token_logprobs
-
-    response = ChatCompletion.model_validate({
-        "id": "x", "object": "chat.completion", "created": 0, "model": "gpt-4o",
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "cat"},
-                     "logprobs": {"content": [
-                         {"token": "cat", "logprob": -0.1, "bytes": None,
-                          "top_logprobs": [{"token": "cat", "logprob": -0.1, "bytes": None},
-                                           {"token": "dog", "logprob": -2.5, "bytes": None}]},
-                         {"token": ".", "logprob": -0.01, "bytes": None, "top_logprobs": []}]}}],
-    })
-    assert _first_token_logprobs(response.choices[0]) == ("cat", {"cat": -0.1, "dog": -2.5})
+    choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "cat"},
+              "logprobs": {"content": [
+                  {"token": "cat", "logprob": -0.1, "bytes": None,
+                   "top_logprobs": [{"token": "cat", "logprob": -0.1, "bytes": None},
+                                    {"token": "dog", "logprob": -2.5, "bytes": None}]},
+                  {"token": ".", "logprob": -0.01, "bytes": None, "top_logprobs": []}]}}
+    assert _first_token_logprobs(choice) == ("cat", {"cat": -0.1, "dog": -2.5})
+    assert _first_token_logprobs({"message": {"content": "cat"}, "logprobs": None}) == (None, None)
 
 
 def test_images_are_sent_lossless_and_bounded_by_max_pixels() -> None:

@@ -145,6 +145,7 @@ original = runner._write
 def write(*args, **kwargs):
     result = original(*args, **kwargs)
     if args[1]:
+        args[0].flush()  # commit what was handed over now (commits.Committer), so the kill follows a commit
         writes["n"] += 1
         if writes["n"] == int(os.environ["KILL_AFTER"]):
             os.kill(os.getpid(), signal.SIGKILL)

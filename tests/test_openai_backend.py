@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("openai")
+pytest.importorskip("aiohttp")
 pytest.importorskip("fastapi")
 pytest.importorskip("transformers")
 

@@ -38,8 +38,9 @@ Matching (`AnswerMapper.map`); the first rule that applies decides:
 
 Ambiguous and invalid answers carry no label: the mapper never guesses, so an unparseable
 answer costs the model accuracy instead of earning it a lucky hit. Classes whose names
-normalise to the same text can only ever be ambiguous, and an answer naming a class and an
-alias of another class is ambiguous too. Negation is not understood: ``not a cat`` maps to
+normalise to the same text (`cat`, `Cat`, `cats`) could only ever be ambiguous, so a mapper
+refuses such a label set when it is built, before any question is asked (`check_distinct`); an
+answer naming a class and an alias of another class is ambiguous. Negation is not understood: ``not a cat`` maps to
 cat. Models asked to answer with a class name rarely negate, and a negation parser would
 itself be a guess.
 """
@@ -184,6 +185,29 @@ def normalise(text: str) -> str:
     return " ".join(_words(text))
 
 
+def collisions(classes: Sequence[str]) -> list[list[str]]:
+    """Groups of class names that normalise to the same text (`cat`, `Cat`, `cats`), with or without
+    spaces (`t-shirt`, `tshirt`): no answer can name one of them without naming the others."""
+    groups: dict[str, list[str]] = {}
+    for name in dict.fromkeys(classes):
+        words = _words(name)
+        if words:
+            groups.setdefault("".join(words), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def check_distinct(classes: Sequence[str]) -> None:
+    """Refuse a label set in which two classes cannot be told apart by any answer, before anything is asked."""
+    found = collisions(classes)
+    if found:
+        shown = "; ".join(" = ".join(repr(name) for name in names) for names in found[:5])
+        raise UserError(
+            f"class names that are the same once answers are normalised (case, plurals, punctuation, spaces): "
+            f"{shown}. Every answer naming one would be ambiguous and scored invalid: give them distinct names "
+            "(for a folder dataset in an alias file, --label-file folder→label; for a manifest, in its label column)"
+        )
+
+
 def parse_yes_no(text: str) -> bool | None:
     """A yes/no answer from its first word; None when it is neither, so the caller can count
     it as invalid instead of reading "maybe" as a no."""
@@ -221,6 +245,9 @@ class AnswerMapper:
         self.classes: tuple[str, ...] = tuple(dict.fromkeys(classes))
         if not self.classes:
             raise UserError("The label set is empty: give at least one class name.")
+        for name in self.classes:
+            self._words_of(name, "class name")
+        check_distinct(self.classes)
         if not 0.0 <= fuzzy_threshold <= 100.0:
             raise UserError(
                 f"fuzzy_threshold is {fuzzy_threshold}; it is a rapidfuzz ratio, so give a "

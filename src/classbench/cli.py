@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_errors
 
 from classbench.errors import UserError
+from classbench.cli_parts import RichProgress, parse_options, with_settings_of
 from classbench.flags import given, with_setting_flags
 
 app = typer.Typer(
@@ -48,19 +49,6 @@ Settings come from flags or a YAML file (--config) with the same names; flags wi
 """
 
 
-def _options(values: list[str]) -> dict[str, Any]:
-    """Parse repeated KEY=VALUE flags; values are read as YAML scalars (numbers, booleans, strings)."""
-    import yaml
-
-    parsed: dict[str, Any] = {}
-    for value in values:
-        key, sep, raw = value.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--option {value!r}: expected KEY=VALUE, e.g. --option dtype=bf16")
-        parsed[key.strip().replace("-", "_")] = yaml.safe_load(raw) if raw else ""
-    return parsed
-
-
 def default_out(model: str, strategy: str, identity_hash: str) -> Path:
     from classbench.sweep import slug
 
@@ -89,6 +77,8 @@ def run(
     batch_size: Annotated[Optional[int], typer.Option(help="images per batch (speed only, never results) [default: 16]")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1, mps [default: auto]")] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="stop cleanly once the run has cost this many USD; raise it and run again to go on")] = None,
+    max_image_pixels: Annotated[Optional[int], typer.Option(help="refuse images with more pixels as unreadable, before decoding (memory per image) [default: 89478485]")] = None,
+    max_aspect_ratio: Annotated[Optional[float], typer.Option(help="refuse images whose long side is more than this many times the short one as unreadable [default: 200]")] = None,
     executor: Annotated[Optional[str], typer.Option(help="where chunks are answered: local (this process) or ray (Ray actors, each holding one loaded model; answers are the same) [default: local]")] = None,
     workers: Annotated[Optional[int], typer.Option(help="--executor ray: number of Ray actors [default: 1]")] = None,
     gpus_per_worker: Annotated[Optional[float], typer.Option(help="--executor ray: GPUs per actor [default: 1 when the Ray cluster has GPUs, else 0]")] = None,
@@ -106,9 +96,9 @@ def run(
                    classes=classes, class_list=class_list, per_class=per_class, shots=shots, seed=seed,
                    background=background, label_file=label_file, split=split, image_column=image_column,
                    label_column=label_column, batch_size=batch_size, device=device, max_cost=max_cost,
-                   executor=executor, workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address,
-                   ship_images=ship_images)
-    spec, config_out, _ = build_spec(config, {**general, **given(settings)}, _options(option))
+                   max_image_pixels=max_image_pixels, max_aspect_ratio=max_aspect_ratio, executor=executor,
+                   workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address, ship_images=ship_images)
+    spec, config_out, _ = build_spec(config, {**general, **given(settings)}, parse_options(option))
     folder = out or (Path(config_out) if config_out else default_out(spec.model.name, spec.strategy.name,
                                                                       spec.identity_hash()))
     _run_and_report(spec, folder, progress, check_batching=check_batching)
@@ -120,8 +110,13 @@ def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: boo
     from classbench.report import leaderboard
     from classbench.records import MODEL_ERROR
 
-    result = runner.run(spec, folder, progress=_RichProgress() if show_progress else None, log=_log,
-                        check_batching=check_batching, executor=executor, datasets=datasets)
+    from classbench.exits import RunInterrupted
+
+    try:
+        result = runner.run(spec, folder, progress=RichProgress() if show_progress else None, log=_log,
+                            check_batching=check_batching, executor=executor, datasets=datasets)
+    except KeyboardInterrupt:
+        raise RunInterrupted(folder) from None
     summary = metrics.write_folder(folder)
     typer.echo(leaderboard.markdown([summary]))
     extra = []
@@ -134,6 +129,9 @@ def _run_and_report(spec, folder: Path, show_progress: bool, check_batching: boo
         extra.append(f"accuracy 95% CI [{ci[0]:.3f}, {ci[1]:.3f}] over {summary['n_images']} images")
     if extra:
         typer.echo("; ".join(extra))
+    if summary.get("n_classes") == 1:
+        typer.echo(f"warning: the run has one class ({summary['classes'][0]!r}), so any answer naming it is right and "
+                   "accuracy says nothing about the model; use a dataset with two or more classes", err=True)
     if summary.get("strategy_summary"):
         from classbench import strategies
 
@@ -177,24 +175,8 @@ Examples:
 """
 
 
-def _with_settings_of(command: Any) -> Any:
-    """Give a command every option of `command` it does not define itself, so `sweep` takes exactly the
-    settings `run` takes (including ones added later) without a second copy of the list."""
-    import inspect
-
-    def decorate(function: Any) -> Any:
-        own = [p for p in inspect.signature(function, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
-        names = {p.name for p in own}
-        shared = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name not in names]
-        function.__signature__ = inspect.Signature([*own, *shared])
-        function.__annotations__ = {p.name: p.annotation for p in (*own, *shared)}
-        return function
-
-    return decorate
-
-
 @app.command(help=SWEEP_HELP)
-@_with_settings_of(run)
+@with_settings_of(run)
 def sweep(
     classes: Annotated[Optional[str], typer.Option(help="class counts, comma-separated, e.g. 10,25,50 (nested subsets of one seed); with --recipe, they replace the recipe's (its table runs at the largest)")] = None,
     model: Annotated[list[str], typer.Option(help="model to benchmark; repeat or comma-separate for several [default: the config's]")] = [],
@@ -210,7 +192,7 @@ def sweep(
 
     sizes = sweeping.parse_sizes(classes) if classes else None
     values = {**{name: value for name, value in settings.items() if name in GENERAL}, **given(settings)}
-    options = _options(settings.get("option") or [])
+    options = parse_options(settings.get("option") or [])
     if recipe:
         if model or strategy:
             raise UserError("--recipe chooses the models and strategies; pick models with --recipe-model NAME[=MODEL]")
@@ -278,13 +260,16 @@ def report(
         if not html:
             raise UserError("--plots: only with --html FILE (the plots are saved beside the report)")
         formats = html_report.parse_formats(plots)
-    runs = run_folders.expand(folders)
-    results = [leaderboard.load_metrics(folder) for folder in runs]
+    runs, results, unreadable = leaderboard.load_readable(run_folders.expand(folders))
     typer.echo(leaderboard.as_csv(results) if csv else leaderboard.markdown(results), nl=not csv)
     if html:
         from classbench.report import html as html_report
 
         typer.echo(f"HTML report: {html_report.write(runs, html, results, formats)}")
+    for line in unreadable:
+        typer.echo(f"not reported: {line}", err=True)
+    if unreadable:
+        sys.exit(1)
 
 
 @app.command()
@@ -356,40 +341,16 @@ def datasets(
         typer.echo(f"skipped: {count} {reason}")
 
 
-class _RichProgress:
-    def __init__(self) -> None:
-        self.bar = None
-
-    def start(self, total: int, done: int, description: str) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                            TimeRemainingColumn(), transient=False)
-        self.task = self.bar.add_task(description, total=total, completed=done, rate="")
-        self.started_at = done
-        self.bar.start()
-
-    def advance(self, count: int) -> None:
-        self.bar.advance(self.task, count)
-        task = self.bar.tasks[0]
-        if task.elapsed:
-            rate = (task.completed - self.started_at) / task.elapsed
-            self.bar.update(self.task, rate=f"{rate:.2f} it/s")
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def _log(message: str) -> None:
     typer.echo(message, err=True)
 
 
 def main() -> None:
+    from classbench import exits
+
     try:
-        app(standalone_mode=False)
+        with exits.one_line():  # Ctrl-C, a full disk, a damaged store: one line and an exit status
+            exits.finish(app(standalone_mode=False))
     except UserError as error:
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
@@ -406,5 +367,5 @@ def main() -> None:
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except KeyboardInterrupt:
-        typer.echo("interrupted: run the same command again to resume", err=True)
-        sys.exit(130)
+        typer.echo(exits.interrupted_line(None), err=True)
+        sys.exit(exits.INTERRUPTED)

@@ -6,12 +6,19 @@ EXIF orientation is applied, alpha is composited on white (a transparent PNG oth
 black), 16-bit and float images are scaled to 8 bits (Pillow's plain conversion clips them to
 white), CMYK and palette images go through their proper conversions. Anything unreadable —
 empty, truncated, corrupt, or a decompression bomb — raises `ImageLoadError` with the reason.
+
+A backend that must send the picture somewhere (an API) should send the file itself rather than a
+re-encoding, when the file shows exactly the decoded picture: `source_file(image)` gives its
+bytes for a JPEG, PNG or WebP that needed none of the conversions above (greyscale aside, which
+every decoder widens to RGB the same way), and None otherwise.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +33,64 @@ IMAGE_SUFFIXES = frozenset(
 # Truncated files must fail loudly, not decode to a half-grey picture.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
+DEFAULT_MAX_PIXELS = 89_478_485
+"""Pillow's own bomb threshold (a 9459×9459 picture, about 270 MB decoded as RGB)."""
+DEFAULT_MAX_ASPECT_RATIO = 200.0
+"""Longer side over shorter side. Beyond it, resizing to a model's input makes one side vanish or
+the other huge (a 1×40000 PNG made one processor allocate 7.8 GB; Qwen2-VL's refuses beyond 200)."""
+
+_limits = {"pixels": DEFAULT_MAX_PIXELS, "aspect": DEFAULT_MAX_ASPECT_RATIO}
+
+
+def set_limits(max_pixels: int | None = None, max_aspect_ratio: float | None = None) -> None:
+    """Bound the memory one image may take: images beyond either limit are refused as unreadable
+    (recorded once, never asked), before they are decoded. None keeps the default."""
+    _limits["pixels"] = max_pixels or DEFAULT_MAX_PIXELS
+    _limits["aspect"] = max_aspect_ratio or DEFAULT_MAX_ASPECT_RATIO
+    Image.MAX_IMAGE_PIXELS = _limits["pixels"]
+
+
+def check_size(width: int, height: int, where: str) -> None:
+    """Refuse an image whose size alone would cost unbounded memory, naming the setting that allows it."""
+    if width * height > _limits["pixels"]:
+        raise ImageLoadError(f"{where}: {width}×{height} is {width * height:,} pixels, over the limit of "
+                             f"{_limits['pixels']:,} (raise --max-image-pixels to allow it, in a new --out)")
+    short, long = sorted((width, height))
+    if short == 0 or long / short > _limits["aspect"]:
+        raise ImageLoadError(f"{where}: {width}×{height} has an aspect ratio over {_limits['aspect']:g}:1, which "
+                             "resizing cannot turn into a model input (raise --max-aspect-ratio to allow it, in a "
+                             "new --out)")
+
+
+SENDABLE = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+"""Formats every vision API accepts, by Pillow's name, with their media type. MPO is a camera's
+JPEG with extra pictures appended: every decoder, Pillow's included, shows its first."""
+_SOURCE = "_classbench_source"
+ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """The bytes of the file an image was decoded from, which show the very same picture."""
+
+    data: bytes
+    media_type: str
+
+
+def source_file(image: Image.Image) -> SourceFile | None:
+    """The file behind a decoded image, when sending it is the same as sending the pixels.
+
+    It is kept on the image object itself: Pillow copies `info` into every derived image (a resize,
+    a crop) but not attributes, so an image made from this one never claims this file."""
+    return getattr(image, _SOURCE, None)
+
+
+def _unconverted(image: Image.Image) -> bool:
+    """Whether the decoded file is already the picture `to_rgb` gives, bar greyscale → RGB."""
+    return (image.format in SENDABLE and image.mode in ("RGB", "L") and "transparency" not in image.info
+            and (getattr(image, "n_frames", 1) == 1 or image.format == "MPO")
+            and image.getexif().get(ORIENTATION, 1) == 1)
+
 
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
@@ -38,7 +103,9 @@ def load_image(path: str | Path) -> Image.Image:
             raise ImageLoadError(f"{path}: empty file (0 bytes)")
     except FileNotFoundError:
         raise ImageLoadError(f"{path}: file not found") from None
-    return _decode(path, path)
+    except (OSError, ValueError) as error:  # a name too long, a NUL byte, no permission: the path is unusable
+        raise ImageLoadError(f"{str(path)!r}: cannot open ({getattr(error, 'strerror', None) or error})") from None
+    return _decode(path.read_bytes, path)
 
 
 def load_image_bytes(data: bytes | None, name: str | Path) -> Image.Image:
@@ -49,30 +116,37 @@ def load_image_bytes(data: bytes | None, name: str | Path) -> Image.Image:
         raise ImageLoadError(f"{name}: file not found")
     if not data:
         raise ImageLoadError(f"{name}: empty file (0 bytes)")
-    return _decode(io.BytesIO(data), name)
+    return _decode(lambda: data, name)
 
 
-def _decode(source: Path | io.BytesIO, name: str | Path) -> Image.Image:
+def _decode(read: Callable[[], bytes], name: str | Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as image:
+            data = read()
+            with Image.open(io.BytesIO(data)) as image:
+                check_size(*image.size, str(name))
                 image.load()
-                return to_rgb(image)
+                picture = to_rgb(image)
+                if _unconverted(image):
+                    setattr(picture, _SOURCE, SourceFile(data, SENDABLE[image.format]))
+                return picture
     except ImageLoadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageLoadError(f"{name}: refused as a possible decompression bomb ({error})") from None
+        raise ImageLoadError(f"{name}: refused as a possible decompression bomb ({error}); raise "
+                             "--max-image-pixels to allow larger images, in a new --out") from None
     except Exception as error:  # Pillow raises many types for corrupt data
         raise ImageLoadError(f"{name}: cannot decode image ({type(error).__name__}: {error})") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Return an RGB copy of a decoded image, oriented as a person would see it."""
-    image = ImageOps.exif_transpose(image)
+    check_size(*image.size, "image")
+    image = ImageOps.exif_transpose(image)  # a new image, rotated or not
     mode = image.mode
     if mode == "RGB":
-        return image.copy()
+        return image
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return _scale_to_rgb(np.asarray(image), sixteen_bit=mode.startswith("I;16"))
     if mode == "P":

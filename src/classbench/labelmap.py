@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from classbench import safeyaml
 from classbench.answers import normalise
 from classbench.errors import UserError
 from classbench.models.base import BackendLabel
@@ -133,10 +133,10 @@ def build_label_map(
 def _read_mapping_file(path: Path, labels: Sequence[BackendLabel], targets: list[str]) -> dict[str, list[int]]:
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else safeyaml.load(text, f"--label-map {path}")
     except OSError as error:
         raise UserError(f"--label-map {path}: {error.strerror}") from None
-    except (ValueError, yaml.YAMLError) as error:
+    except (ValueError, RecursionError) as error:
         raise UserError(f"--label-map {path}: cannot parse: {error}") from None
     if not isinstance(data, dict):
         raise UserError(f"--label-map {path}: expected `target class: [model label, …]`")

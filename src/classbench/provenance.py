@@ -12,7 +12,7 @@ from typing import Any
 import classbench
 
 _PACKAGES = ("classbench", "torch", "torchvision", "transformers", "timm", "numpy", "pillow", "scikit-learn",
-             "openai", "datasets", "tokenizers")
+             "aiohttp", "orjson", "datasets", "tokenizers")
 
 
 def package_versions() -> dict[str, str]:

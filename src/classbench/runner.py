@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter
 
-from classbench import pricing, provenance
+from classbench import images, pricing, provenance, runlock
+from classbench.commits import Committer
 from classbench.datasets import read_class_list, select
 from classbench.datasets.cache import DatasetCache
 from classbench.datasets.templates import with_dataset_templates
@@ -57,7 +58,8 @@ def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callabl
     own = executor is None
     executor = executor or make_executor(spec.runtime, models)
     try:
-        return _run(spec, out, progress, log, check_batching, executor, datasets or DatasetCache())
+        with runlock.hold(out):  # one process per run folder (runlock.py)
+            return _run(spec, out, progress, log, check_batching, executor, datasets or DatasetCache())
     finally:
         if own:
             executor.close()
@@ -69,6 +71,7 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
     if done is not None:
         log(f"resuming {out}: {done} of {done} images done")
         return RunResult(out, True, 0, done)
+    images.set_limits(spec.runtime.max_image_pixels, spec.runtime.max_aspect_ratio)  # memory per image
     dataset = datasets.open(spec)
     sample = spec.sample
     class_list = read_class_list(sample.class_list) if sample.class_list else None
@@ -81,7 +84,7 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
         resumed = store.begin_or_resume(
             spec.identity(),
             selection.samples,
-            {"spec": spec.model_dump(mode="json"), "classes": selection.classes, "background": selection.background,
+            {"spec": spec.record(), "classes": selection.classes, "background": selection.background,
              "dataset": {"name": dataset.name, "n_images": len(dataset.samples), "n_classes": len(dataset.classes),
                          "skipped": dict(dataset.skipped), **dataset.info, "templates": dataset.templates},
              "provenance": provenance.collect()},
@@ -135,35 +138,38 @@ def _loop(store: Store, executor: Executor, chunks: list[Chunk], progress: Progr
     asked = 0
     streak = 0
     clock = perf_counter()
+    commits = Committer(store)
     try:
         for answered in executor.answer(chunks, admit):
             for _, _, prediction in answered.records:
                 if prediction is not None:
                     streak = streak + 1 if prediction.status == "failed" else 0
                     asked += 1
-            clock = _write(store, answered.records, clock, progress)
+            clock = _write(commits, answered.records, clock, progress)
             if answered.last:
+                commits.flush()
                 store.update_session(peak_rss_gb=_peak_rss_gb(), peak_gpu_gb=executor.peak_gpu_gb())
                 if streak >= GIVE_UP_AFTER and asked == streak:
                     raise UserError(f"the model failed on the first {streak} images; the last error: "
                                     f"{_last_error(store)}")
     finally:
-        progress.stop()
-        executions = {**(store.meta("execution") or {}), str(store.session_id): executor.execution()}
-        store.set_meta({"execution": executions})
+        try:
+            commits.close()
+        finally:
+            progress.stop()
+            executions = {**(store.meta("execution") or {}), str(store.session_id): executor.execution()}
+            store.set_meta({"execution": executions})
     return asked
 
 
-def _write(store: Store, records: list[Record], clock: float,
+def _write(commits: Committer, records: list[Record], clock: float,
            progress: Progress) -> float:
+    """Hand records to the committer: in the store within 0.2 s, and at the chunk's end (`commits.flush`)."""
     if not records:
         return clock
     now = perf_counter()
     done = sum(1 for _, _, prediction in records if prediction is not None)
-    with store.batch():
-        for image, questions, prediction in records:
-            store.record(image, questions, prediction)
-        store.add_work(images=done, seconds=now - clock)
+    commits.add(records, done, now - clock)
     progress.advance(done)
     return now
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 RUNTIME = "runtime"
 NO_FLAG = "no_flag"
@@ -29,6 +29,18 @@ class Settings(BaseModel):
     """Base of every component's settings: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Numbers are strict: YAML reads `yes` as true, and pydantic would take true as 1 (`rounds: yes`
+        would silently ask once). Strings and booleans are refused where a number is declared."""
+        super().__pydantic_init_subclass__(**kwargs)
+        loose = [info for info in cls.model_fields.values()
+                 if _numeric(info.annotation) and not any(isinstance(item, Strict) for item in info.metadata)]
+        for info in loose:
+            info.metadata.append(Strict())
+        if loose:
+            cls.model_rebuild(force=True)
 
     @classmethod
     def runtime_names(cls) -> frozenset[str]:
@@ -47,6 +59,12 @@ class Settings(BaseModel):
         """Every setting, by the names users write."""
         return self.model_dump(by_alias=True)
 
+    @classmethod
+    def redact(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The settings as a run folder may keep them: a component whose settings can hold a secret
+        (a token in a server URL) replaces it here. Most hold none."""
+        return values
+
 
 class NoSettings(Settings):
     """For a component with nothing to set."""
@@ -61,6 +79,17 @@ def option_only(default: Any = None, description: str = "", runtime_setting: boo
     """A setting without a command-line flag of its own (set it with `--option KEY=VALUE` or YAML)."""
     extra = {NO_FLAG: True, **({RUNTIME: True} if runtime_setting else {})}
     return Field(default=default, description=description, json_schema_extra=extra, **constraints)
+
+
+def _numeric(annotation: Any) -> bool:
+    """An int or float setting, optional or not (a bool is no number here)."""
+    if annotation in (int, float):
+        return True
+    origin = get_origin(annotation)
+    if origin is Union or str(origin) == "<class 'types.UnionType'>":
+        inner = [arg for arg in get_args(annotation) if arg is not type(None)]
+        return len(inner) == 1 and inner[0] in (int, float)
+    return False
 
 
 def _marked(info: Any, marker: str) -> bool:

@@ -20,7 +20,6 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from classbench.errors import UserError
@@ -33,9 +32,10 @@ GENERAL: dict[str, tuple[str, str]] = {
     "classes": ("sample", "classes"), "class_list": ("sample", "class_list"), "per_class": ("sample", "per_class"),
     "shots": ("sample", "shots"), "seed": ("sample", "seed"), "background": ("sample", "background"),
     "batch_size": ("runtime", "batch_size"), "device": ("runtime", "device"), "max_cost": ("runtime", "max_cost"),
-    "download": ("runtime", "download"), "executor": ("runtime", "executor"), "workers": ("runtime", "workers"),
-    "gpus_per_worker": ("runtime", "gpus_per_worker"), "ray_address": ("runtime", "ray_address"),
-    "ship_images": ("runtime", "ship_images"),
+    "download": ("runtime", "download"), "max_image_pixels": ("runtime", "max_image_pixels"),
+    "max_aspect_ratio": ("runtime", "max_aspect_ratio"), "executor": ("runtime", "executor"),
+    "workers": ("runtime", "workers"), "gpus_per_worker": ("runtime", "gpus_per_worker"),
+    "ray_address": ("runtime", "ray_address"), "ship_images": ("runtime", "ship_images"),
 }
 """Flat setting names (flags, classbench 0.1 configs) of the settings that concern every run."""
 
@@ -66,11 +66,12 @@ class DatasetSpec(_Section):
 
 
 class SampleSpec(_Section):
-    classes: int | None = Field(default=None, ge=1)
+    classes: int | None = Field(default=None, ge=1, strict=True)  # strict: `seed: yes` is no number
     class_list: str | None = Field(default=None, description="file with one class per line: evaluate exactly these")
-    per_class: int | None = Field(default=None, ge=1)
-    shots: int | None = Field(default=None, ge=0, description="labelled images per class held out for a probe")
-    seed: int = 0
+    per_class: int | None = Field(default=None, ge=1, strict=True)
+    shots: int | None = Field(default=None, ge=0, strict=True,
+                              description="labelled images per class held out for a probe")
+    seed: int = Field(default=0, strict=True)
     background: str | None = None
 
     @field_validator("class_list")
@@ -86,14 +87,21 @@ class ComponentSpec(_Section):
 
 
 class RuntimeSpec(_Section):
-    batch_size: int = Field(default=16, ge=1)
+    batch_size: int = Field(default=16, ge=1, strict=True)
     device: str = "auto"
-    max_cost: float | None = Field(default=None, gt=0, description="stop cleanly once the run has cost this many USD")
+    max_cost: float | None = Field(default=None, gt=0, strict=True,
+                                   description="stop cleanly once the run has cost this many USD")
     download: bool = Field(default=False, description="catalogue datasets: let torchvision download the dataset")
+    max_image_pixels: int | None = Field(default=None, ge=1, strict=True,
+                                         description="refuse larger images as unreadable [default: 89,478,485]")
+    max_aspect_ratio: float | None = Field(default=None, ge=1, strict=True,
+                                           description="refuse images whose long side exceeds the short one this "
+                                                       "many times [default: 200]")
     executor: Literal["local", "ray"] = Field(default="local", description="where chunks are answered")
-    workers: int = Field(default=1, ge=1, description="--executor ray: actors, each holding one loaded model")
+    workers: int = Field(default=1, ge=1, strict=True,
+                         description="--executor ray: actors, each holding one loaded model")
     gpus_per_worker: float | None = Field(default=None, ge=0, description="--executor ray: GPUs per actor "
-                                          "[default: 1 when CUDA is visible, else 0]")
+                                          "[default: 1 when the Ray cluster has GPUs, else 0]")
     ray_address: str | None = Field(default=None, description="--executor ray: auto or ray://… joins a cluster "
                                     "[default: start a local Ray instance]")
     ship_images: bool = Field(default=False, description="--executor ray: send each image file's original bytes "
@@ -139,6 +147,16 @@ class RunSpec(_Section):
         if self.sample.shots is not None:
             return self.sample.shots
         return strategies.entry(self.strategy.name).default_shots
+
+    def record(self) -> dict[str, Any]:
+        """The spec as the run folder keeps it (JSON), with any secret a component's settings hold redacted."""
+        from classbench import models, strategies
+
+        record = self.model_dump(mode="json")
+        record["model"]["settings"] = models.settings_class(self.model.name).redact(record["model"]["settings"])
+        strategy = strategies.settings_class(self.strategy.name)
+        record["strategy"]["settings"] = strategy.redact(record["strategy"]["settings"])
+        return record
 
     def identity(self) -> dict[str, Any]:
         identity = {"dataset": self.dataset.model_dump(), "sample": self.sample.model_dump(),
@@ -223,12 +241,15 @@ def _absorb(values: dict[str, Any], nested: dict[str, dict[str, Any]], loose: di
 
 
 def _read_config(config: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any], str | None]:
+    from classbench import safeyaml
+
     try:
-        loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        text = config.read_text(encoding="utf-8")
     except OSError as error:
         raise UserError(f"--config {config}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise UserError(f"--config {config}: not valid YAML: {error}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--config {config}: not UTF-8 text; a config is a YAML file") from None
+    loaded = safeyaml.load(text, f"--config {config}") or {}  # refuses alias bombs before anything walks it
     if not isinstance(loaded, dict):
         raise UserError(f"--config {config}: expected a mapping of settings, e.g. `model: efficientnet-lite0`")
     nested, loose = _empty(), {}

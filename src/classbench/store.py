@@ -15,14 +15,16 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from classbench.compact import HOLE, Codec
 from classbench.datasets.base import Sample
 from classbench.errors import UserError
-from classbench.records import MODEL_ERROR, Prediction, Question
+from classbench.records import MODEL_ERROR, Prediction, Question, settled_failure
 from classbench.spec import identity_differences
+from classbench.store_files import damaged, open_read_only
 
 STORE_NAME = "run.sqlite"
 SCHEMA_VERSION = "2"
@@ -78,25 +80,47 @@ CREATE TABLE IF NOT EXISTS sessions (
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, read_only: bool = False) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
         self.session_id: int | None = None
         self._depth = 0
         self._codec: Codec | None = None
         self._prompt_ids: dict[str, int] = {}
         self._prompt_texts: dict[int, str] = {}
-        self._upgrade()
+        if read_only:
+            self.db = open_read_only(path)
+        else:
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        try:
+            if read_only:
+                self._in_memory_if_old()
+            else:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(_SCHEMA)
+            self._upgrade()
+        except sqlite3.DatabaseError as error:
+            self.db.close()
+            if isinstance(error, sqlite3.OperationalError):  # a full disk or no permission: not damage
+                raise
+            raise UserError(damaged(path, error)) from None
+
+    def _in_memory_if_old(self) -> None:
+        """A version-1 file opened read-only is upgraded in a copy held in memory, never on disk."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(questions)")}
+        if "prompt_id" not in columns:
+            memory = sqlite3.connect(":memory:", isolation_level=None)
+            self.db.backup(memory)
+            self.db.close()
+            self.db = memory
 
     @classmethod
-    def open_existing(cls, folder: Path) -> Store:
+    def open_existing(cls, folder: Path, read_only: bool = False) -> Store:
+        """Open a run folder's store; `read_only` for reports, which must work on read-only media."""
         path = folder / STORE_NAME
         if not path.is_file():
             raise UserError(f"{folder}: not a classbench run folder (no {STORE_NAME})")
-        return cls(path)
+        return cls(path, read_only=read_only)
 
     def close(self) -> None:
         self.db.close()
@@ -203,6 +227,9 @@ class Store:
                 "tokens_out, detail, error, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            if prediction is not None and prediction.status == "failed" and prediction.error:
+                previous = self.db.execute("SELECT error FROM predictions WHERE image = ?", (image,)).fetchone()
+                prediction = replace(prediction, error=settled_failure(previous and previous[0], prediction.error))
             if prediction is not None:
                 self.db.execute(
                     "INSERT OR REPLACE INTO predictions (image, label, prediction, status, error, latency_s, detail, created) "

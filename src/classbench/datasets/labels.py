@@ -9,11 +9,12 @@ The rule (documented in the README): a leading numeric index and its separator a
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from pathlib import Path
 
-import yaml
+from classbench import safeyaml
 
 from classbench.errors import UserError
 
@@ -34,8 +35,14 @@ def read_alias_file(path: Path) -> dict[str, str]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise UserError(f"cannot read label file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"label file {path}: not UTF-8 text") from None
     if path.suffix.lower() == ".csv":
-        rows = [row for row in csv.reader(text.splitlines()) if row and not row[0].startswith("#")]
+        try:
+            rows = [row for row in csv.reader(io.StringIO(text, newline=""))
+                    if row and not row[0].startswith("#")]
+        except csv.Error as error:
+            raise UserError(f"{path}: not valid CSV ({error})") from None
         if rows and [cell.strip().lower() for cell in rows[0][:2]] in (["folder", "label"], ["name", "label"]):
             rows = rows[1:]
         bad = [row for row in rows if len(row) < 2]
@@ -43,8 +50,8 @@ def read_alias_file(path: Path) -> dict[str, str]:
             raise UserError(f"{path}: every row needs two columns, folder,label (got {bad[0]!r})")
         return {row[0].strip(): row[1].strip() for row in rows}
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as error:
+        data = json.loads(text) if path.suffix.lower() == ".json" else safeyaml.load(text, f"label file {path}")
+    except (ValueError, RecursionError) as error:
         raise UserError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {error}") from None
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise UserError(f"{path}: expected a mapping of folder name → label, e.g. `001.ak47: rifle`")

@@ -18,7 +18,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from classbench import strategies
+from classbench import images, strategies
 from classbench.datasets.base import Dataset, Sample
 from classbench.executors import Chunk, Job, Record, Started
 from classbench.executors.local import ModelPool, context_for
@@ -61,6 +61,8 @@ class Worker:
               shots: dict[str, Shipped] | None) -> tuple[Started, dict[str, bytes]]:
         """Build the job's strategy; return what the runner stores, and the files it wrote."""
         with self.model_lock:
+            runtime = job.spec.runtime
+            images.set_limits(runtime.max_image_pixels, runtime.max_aspect_ratio)  # as the driver's run does
             model, load_s = self.models.get(job.spec)
             self.shots = shots
             if shots is None:

@@ -2,13 +2,16 @@
 serve`, Ollama).
 
 A batch of questions goes out as concurrent requests on one event loop that lives as long as the
-backend, so connections are reused from batch to batch. Several `--base-url`s form one fleet:
+backend, so connections are reused from batch to batch; the HTTP side is `api_http` (aiohttp and
+orjson: a tenth of the official client's CPU per request), the image side `api_payload` (each
+image's file sent as it is where it can be, made once per image). Several `--base-url`s form one fleet:
 each request goes to the server with the fewest requests in flight, and a server that just failed
 is rested for a while. classbench's own retry policy is the only one that runs (the client's is
 off), so every attempt is counted and reaches the store through `Generation.attempts`.
 
 The API key is read from the environment when the backend loads and lives only inside the
-client: it is not a setting, not part of the spec, and is scrubbed from every error message.
+client: it is not a setting, not part of the spec, and is scrubbed from everything a server sends
+back that is kept (answers, error messages).
 
 Every request may ask for the first answer token's `top_logprobs` (`--option top_logprobs=N`, or
 a strategy's `GenerationRequest.top_logprobs`), hence the `first_token_logprobs` capability; the
@@ -18,9 +21,8 @@ OpenAI API and vLLM send them, `transformers serve` ignores the request (`models
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,16 +30,17 @@ from time import perf_counter
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-from PIL import Image
+from pydantic import Field, field_validator
 
 from classbench import pricing
 from classbench.errors import UserError
+from classbench.models.api_payload import IMAGE, Payloads, data_url
+from classbench.models.api_response import Malformed, parse_completion, redact_url, url_secrets
 from classbench.models.base import Generation, GenerationRequest, Generator
 from classbench.models.ratelimit import Backoff, RateLimiter, retry_after_s
-
-from pydantic import Field, field_validator
-
 from classbench.settings import Settings, option_only, runtime
+
+__all__ = ["OpenAIBackend", "OpenAISettings", "data_url", "load_openai"]
 
 OPENAI_URL = "https://api.openai.com/v1"
 
@@ -66,6 +69,12 @@ class OpenAISettings(Settings):
     backoff_s: float = option_only(1.0, "first retry delay in seconds (doubles, with jitter)", runtime_setting=True,
                                    gt=0)
 
+    @classmethod
+    def redact(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The settings as the run folder keeps them: secrets in a --base-url's query replaced."""
+        urls = values.get("base_url")
+        return {**values, "base_url": [redact_url(url) for url in urls]} if urls else values
+
     @field_validator("base_url", mode="before")
     @classmethod
     def _no_credentials(cls, value: Any) -> Any:
@@ -80,10 +89,6 @@ class OpenAISettings(Settings):
 RETRY_STATUS = frozenset({408, 409, 429})
 """Besides 5xx: statuses that say "try again", not "your request is wrong"."""
 REST_CAP_S = 30.0
-
-
-class Malformed(Exception):
-    """A response that is not a chat completion (cut-off JSON, no choices); worth asking again."""
 
 
 @dataclass
@@ -117,10 +122,12 @@ class OpenAIBackend(Generator):
     top_logprobs: int = 0
     image_detail: str | None = None
     secret: str | None = field(default=None, repr=False)
+    url_secrets: tuple[str, ...] = field(default=(), repr=False)
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop, repr=False)
 
     def __post_init__(self) -> None:
         self._limiter = RateLimiter(self.rpm)
+        self.payloads = Payloads(self.max_pixels)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Answer every request; one that still fails after its retries comes back with `error`.
@@ -134,24 +141,19 @@ class OpenAIBackend(Generator):
 
     async def _ask_all(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         slots = asyncio.Semaphore(self.concurrency)
-        encoded: dict[int, asyncio.Future[str]] = {}
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._ask(request, self._encoded(request.image, encoded), slots))
+                tasks = [group.create_task(self._ask(request, self.payloads.get(request.image), slots))
                          for request in requests]
         except BaseExceptionGroup as failed:
             raise failed.exceptions[0] from None
         return [task.result() for task in tasks]
 
-    def _encoded(self, image: Image.Image, cache: dict[int, asyncio.Future[str]]) -> asyncio.Future[str]:
-        """Encode each distinct image once per batch (closed-set asks one image several times)."""
-        if id(image) not in cache:
-            cache[id(image)] = asyncio.ensure_future(asyncio.to_thread(data_url, image, self.max_pixels))
-        return cache[id(image)]
-
-    async def _ask(self, request: GenerationRequest, image: asyncio.Future[str],
+    async def _ask(self, request: GenerationRequest, image: asyncio.Future[bytes],
                    slots: asyncio.Semaphore) -> Generation:
-        url = await image
+        from classbench.models.api_http import encode_body
+
+        body = encode_body(self._body(request), await image)
         attempt = 0
         while True:
             attempt += 1
@@ -162,7 +164,7 @@ class OpenAIBackend(Generator):
                 endpoint.sent += 1
                 started = perf_counter()
                 try:
-                    response = await endpoint.client.chat.completions.create(**self._body(request, url))
+                    response = await endpoint.client.post("chat/completions", body)
                     generation = self._parse(response, perf_counter() - started, attempt)
                 except Exception as error:
                     outcome = self._classify(error, endpoint)
@@ -177,8 +179,9 @@ class OpenAIBackend(Generator):
                 return Generation(text="", attempts=attempt, error=self._scrub(f"{outcome.reason} ({tried})"))
             await asyncio.sleep(self.backoff.delay(attempt, outcome.retry_after))
 
-    def _body(self, request: GenerationRequest, url: str) -> dict[str, Any]:
-        image: dict[str, Any] = {"url": url}
+    def _body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The chat request; `IMAGE` stands for the image's data URL (`api_http.encode_body`)."""
+        image: dict[str, Any] = {"url": IMAGE}
         if self.image_detail:
             image["detail"] = self.image_detail
         body: dict[str, Any] = {
@@ -195,31 +198,17 @@ class OpenAIBackend(Generator):
         return body
 
     def _parse(self, response: Any, latency: float, attempt: int) -> Generation:
-        choices = getattr(response, "choices", None)
-        if isinstance(response, (str, bytes)) or not choices or getattr(choices[0], "message", None) is None:
-            raise Malformed(f"not a chat completion: {str(response)[:200]!r}")
-        choice = choices[0]
-        usage = getattr(response, "usage", None)
-        first_token, logprobs = _first_token_logprobs(choice)
-        return Generation(
-            text=(choice.message.content or "").strip(),
-            tokens_in=getattr(usage, "prompt_tokens", None),
-            tokens_out=getattr(usage, "completion_tokens", None),
-            latency_s=latency,
-            attempts=attempt,
-            first_token_logprobs=logprobs,
-            first_token=first_token,
-        )
+        return parse_completion(response, latency, attempt, self._scrub)
 
     def _classify(self, error: Exception, endpoint: _Endpoint) -> _Outcome:
         """Say whether a failed attempt is worth repeating; refuse the run outright when no
         request can succeed (a rejected key, a model the server does not serve)."""
-        where = f" from {endpoint.url}" if len(self.endpoints) > 1 else ""
-        import openai
+        from classbench.models import api_http
 
-        if isinstance(error, openai.APIStatusError):
-            status = error.status_code
-            message = _message(error)
+        where = f" from {endpoint.url}" if len(self.endpoints) > 1 else ""
+        if isinstance(error, api_http.StatusError):
+            status = error.status
+            message = error.message
             if status in (401, 403):
                 raise UserError(self._scrub(
                     f"{endpoint.url} refused the API key (HTTP {status}: {message}). Set a valid key in the "
@@ -229,14 +218,12 @@ class OpenAIBackend(Generator):
                     f"{endpoint.url} does not serve model {self.name!r} (HTTP 404: {message}). "
                     "Check --model openai:NAME against the server's GET /v1/models."))
             retry = status >= 500 or status in RETRY_STATUS
-            return _Outcome(retry, f"HTTP {status}{where}: {message}", retry_after_s(error.response.headers))
-        if isinstance(error, openai.APITimeoutError):
+            return _Outcome(retry, f"HTTP {status}{where}: {message}", retry_after_s(error.headers))
+        if isinstance(error, api_http.RequestTimeout):
             return _Outcome(True, f"timeout{where}")
-        if isinstance(error, openai.APIConnectionError):
-            cause = error.__cause__
-            detail = f"{type(cause).__name__}: {cause}" if cause else str(error)
-            return _Outcome(True, f"connection error{where}: {detail}")
-        if isinstance(error, (Malformed, ValueError, openai.APIResponseValidationError)):
+        if isinstance(error, api_http.ConnectionFailed):
+            return _Outcome(True, f"connection error{where}: {error}")
+        if isinstance(error, (Malformed, api_http.MalformedBody, ValueError, TypeError, AttributeError)):
             return _Outcome(True, f"malformed response{where}: {type(error).__name__}: {error}")
         raise error
 
@@ -257,7 +244,12 @@ class OpenAIBackend(Generator):
         endpoint.rest_until = time.monotonic() + max(pause, outcome.retry_after or 0.0)
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self.secret, "[api key]") if self.secret else text
+        """Every string a server sends back, before it is stored or printed: the key and any secret of a
+        --base-url's query, in any case, are replaced (a server may echo them, upper- or lowercased)."""
+        for secret in (self.secret, *self.url_secrets):
+            if secret:
+                text = re.sub(re.escape(secret), "[api key]", text, flags=re.IGNORECASE)
+        return text
 
     def check_server(self) -> None:
         """Fail at load, with what to do, when a server is unreachable, refuses the key, or does
@@ -276,17 +268,20 @@ class OpenAIBackend(Generator):
 
     async def _served(self, endpoint: _Endpoint, tries: int = 3) -> list[str]:
         """The server's model ids; empty when it has no listing (or it keeps failing with 5xx)."""
-        import openai
+        from classbench.models import api_http
 
         for attempt in range(1, tries + 1):
             try:
-                return [model.id for model in (await endpoint.client.models.list()).data]
-            except openai.APIStatusError as error:
-                if error.status_code in (401, 403):
+                listing = (await endpoint.client.get("models")).get("data")
+                return [str(model["id"]) for model in listing] if isinstance(listing, list) else []
+            except api_http.StatusError as error:
+                if error.status in (401, 403):
                     self._classify(error, endpoint)
-                if error.status_code < 500 or attempt == tries:
+                if error.status < 500 or attempt == tries:
                     return []
-            except (openai.APIConnectionError, ValueError) as error:
+            except (TypeError, KeyError, api_http.MalformedBody):
+                return []
+            except (api_http.ConnectionFailed, api_http.RequestTimeout) as error:
                 if attempt == tries:
                     raise UserError(self._scrub(
                         f"cannot reach {endpoint.url} ({type(error).__name__}: {error}). Is the server running, "
@@ -299,38 +294,8 @@ class OpenAIBackend(Generator):
             return
         for endpoint in self.endpoints:
             self.loop.run_until_complete(endpoint.client.close())
+        self.loop.run_until_complete(asyncio.sleep(0))  # let aiohttp's connections finish closing
         self.loop.close()
-
-
-def data_url(image: Image.Image, max_pixels: int | None = None) -> str:
-    """PNG (lossless) as a base64 data URL, scaled down first when it has more than `max_pixels`."""
-    width, height = image.size
-    if max_pixels is not None and width * height > max_pixels:
-        scale = (max_pixels / (width * height)) ** 0.5
-        image = image.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.BICUBIC)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _first_token_logprobs(choice: Any) -> tuple[str | None, dict[str, float] | None]:
-    """The generated first token and the likely first tokens → log-probability (it included)."""
-    content = getattr(getattr(choice, "logprobs", None), "content", None)
-    if not content:
-        return None, None
-    first = content[0]
-    alternatives = {entry.token: float(entry.logprob) for entry in (first.top_logprobs or [])}
-    alternatives.setdefault(first.token, float(first.logprob))
-    return first.token, alternatives
-
-
-def _message(error: Any) -> str:
-    body = error.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:300]
-    return str(error.message)[:300]
 
 
 def _public(url: str) -> str:
@@ -343,9 +308,9 @@ def _public(url: str) -> str:
 
 def load_openai(name: str, settings: OpenAISettings, device: str) -> OpenAIBackend:
     try:
-        import openai
-    except ModuleNotFoundError:
-        raise UserError("--model openai:… needs the OpenAI client: pip install 'classbench[openai]'") from None
+        from classbench.models import api_http
+    except ModuleNotFoundError as missing:
+        raise UserError(f"--model openai:… needs {missing.name}: pip install 'classbench[openai]'") from None
 
     urls = list(settings.base_url or [OPENAI_URL])
     key_env = settings.api_key_env
@@ -355,11 +320,8 @@ def load_openai(name: str, settings: OpenAISettings, device: str) -> OpenAIBacke
                         f"variable {key_env}, or pass --base-url for a local server (vLLM, SGLang, transformers serve)")
     prices = pricing.lookup(name, settings.price_in, settings.price_out)
     loop = asyncio.new_event_loop()
-    endpoints = [
-        _Endpoint(_public(url),
-                  openai.AsyncOpenAI(api_key=key or "EMPTY", base_url=url, max_retries=0, timeout=settings.timeout_s))
-        for url in urls
-    ]
+    headers = api_http.default_headers(key)
+    endpoints = [_Endpoint(_public(url), api_http.ApiClient(url, headers, settings.timeout_s)) for url in urls]
     described: dict[str, Any] = {
         "base_urls": [endpoint.url for endpoint in endpoints],
         "api_key": f"from ${key_env}" if key else "none",
@@ -371,7 +333,7 @@ def load_openai(name: str, settings: OpenAISettings, device: str) -> OpenAIBacke
         "max_pixels": settings.max_pixels,
         "top_logprobs": settings.top_logprobs,
         "image_detail": settings.image_detail,
-        "image_format": "png",
+        "image_format": "the file's own bytes (JPEG, PNG, WebP) where they show the decoded picture, else PNG",
         **(prices.settings() if prices else {}),
     }
     backend = OpenAIBackend(
@@ -388,7 +350,12 @@ def load_openai(name: str, settings: OpenAISettings, device: str) -> OpenAIBacke
         top_logprobs=settings.top_logprobs,
         image_detail=settings.image_detail,
         secret=key,
+        url_secrets=tuple(secret for url in urls for secret in url_secrets(url)),
         loop=loop,
     )
-    backend.check_server()
+    try:
+        backend.check_server()
+    except BaseException:
+        backend.close()
+        raise
     return backend

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +51,14 @@ class Comparison:
     """A wrong, B right."""
     p_value: float
     """McNemar's exact test, two-sided."""
+    note: str | None = None
+    """A caution the figures need (the runs name different datasets)."""
 
 
 def outcomes(folder: Path) -> dict[str, tuple[str, bool]]:
     """Per scored image: its label and whether the run got it right (from the store, else predictions.csv)."""
     if (folder / STORE_NAME).is_file():
-        store = Store.open_existing(folder)
+        store = Store.open_existing(folder, read_only=True)
         try:
             return {p.image: (p.label, p.prediction == p.label) for p in store.predictions(details=False) if p.status != "failed"}
         finally:
@@ -88,7 +90,30 @@ def paired(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[float, tuple[f
 
 
 def compare(folder_a: Path, folder_b: Path, name_a: str | None = None, name_b: str | None = None) -> Comparison:
-    return compare_outcomes(outcomes(folder_a), outcomes(folder_b), name_a or str(folder_a), name_b or str(folder_b))
+    result = compare_outcomes(outcomes(folder_a), outcomes(folder_b), name_a or str(folder_a), name_b or str(folder_b))
+    sources = _dataset_source(folder_a), _dataset_source(folder_b)
+    if None not in sources and sources[0] != sources[1]:  # same file names need not be the same images
+        return replace(result, note=f"A ran on the dataset {sources[0]} and B on {sources[1]}: the images are paired "
+                                    "by file name, so check that both hold the same images")
+    return result
+
+
+def _dataset_source(folder: Path) -> str | None:
+    """The dataset a run names (its source path or name), from its store or metrics.json."""
+    from classbench.spec import stored
+
+    try:
+        if (folder / STORE_NAME).is_file():
+            store = Store.open_existing(folder, read_only=True)
+            try:
+                return stored(store.meta("spec")).get("dataset", {}).get("source")
+            finally:
+                store.close()
+        import json
+
+        return json.loads((folder / "metrics.json").read_text(encoding="utf-8")).get("dataset")
+    except (OSError, ValueError, AttributeError, UserError):
+        return None
 
 
 def compare_outcomes(first: dict[str, tuple[str, bool]], second: dict[str, tuple[str, bool]],
@@ -131,6 +156,8 @@ def markdown(comparison: Comparison) -> str:
         f"compared on the {c.n} images both runs scored" + (
             f" (A scored {c.n_a}, B scored {c.n_b})" if (c.n_a, c.n_b) != (c.n, c.n) else ""),
     ]
+    if c.note:
+        lines.append(f"note: {c.note}")
     return "\n".join(lines)
 
 

@@ -51,7 +51,7 @@ def gallery(folder: Path, thumbnails: Thumbnails) -> tuple[list[dict[str, Any]],
     """Tiles of the first misclassified images, and a note on what is left out (or why no images)."""
     if not (folder / STORE_NAME).is_file():
         return [], "no run.sqlite in this folder, so no images or raw answers to show"
-    store = Store.open_existing(folder)
+    store = Store.open_existing(folder, read_only=True)
     try:
         wrong = [p for p in store.predictions(details=False) if p.status != "failed" and p.prediction != p.label]
         chosen = wrong[:GALLERY_SIZE]
