@@ -8,7 +8,7 @@ one stored; model loading and Ray's start-up are excluded and printed apart). Ef
 workers is throughput / (N × the local process's). The driver's own CPU time per answer says how
 many workers one driver can feed.
 
-    python bench/scale_out.py [--images 1280] [--batch-size 32] [--workers 1,2,4,8] [--sleep-ms 50]
+    python bench/scale_out.py [--images 2560] [--batch-size 32] [--workers 1,2,4,8] [--sleep-ms 50]
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def predictions(out: Path) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=1280)
+    parser.add_argument("--images", type=int, default=2560, help="10 chunks per worker at 8 workers")
     parser.add_argument("--batch-size", type=int, default=32, help="images per chunk (4 calls of 8)")
     parser.add_argument("--workers", default="1,2,4,8")
     parser.add_argument("--sleep-ms", type=float, default=50.0)
