@@ -119,7 +119,10 @@ def _remote_generate(module: str) -> Callable[[Any, Sequence[Any]], list[str]]:
     def generate(backend: Any, requests: Sequence[Any]) -> list[str]:
         import importlib
 
-        return importlib.import_module(f"classbench.models.remote.{module}").generate(backend, requests)
+        from classbench.models.remote import decode
+
+        family = importlib.import_module(f"classbench.models.remote.{module}")
+        return decode.answer_each(backend, requests, family.forward_for, family.stops)
 
     return generate
 

@@ -93,20 +93,21 @@ class Binary(Strategy[BinarySettings]):
             return list(self.askable)
         return seeded_order(self.askable, self.context.seed, image_id, "binary")
 
-    def start(self, items: Sequence[Item]) -> Iterator[Step | Walk]:
-        """Each item's walk; an item that stored answers already decide yields its final step instead."""
+    def start(self, items: Sequence[Item]) -> tuple[list[Step], list[Walk]]:
+        """The final steps of items that stored answers already decide, and the walks of the others."""
+        decided, walks = [], []
         for item in items:
             walk = Walk(item, self.order(item.image_id))
             step = self.advance(walk)
-            yield walk if step is None else step
+            if step is None:
+                walks.append(walk)
+            else:
+                decided.append(step)
+        return decided, walks
 
     def run(self, items: Sequence[Item]) -> Iterator[Step]:
-        walks = []
-        for started in self.start(items):
-            if isinstance(started, Step):
-                yield started
-            else:
-                walks.append(started)
+        decided, walks = self.start(items)
+        yield from decided
         while walks:
             asks = [(walk, walk.item.image, fill(self.template, "{class}", walk.order[walk.position]))
                     for walk in walks]

@@ -25,12 +25,8 @@ class SharedPrefixBinary(Binary):
     needs = "shared_prefix"
 
     def run(self, items: Sequence[Item]) -> Iterator[Step]:
-        walks = []
-        for started in self.start(items):
-            if isinstance(started, Step):
-                yield started
-            else:
-                walks.append(started)
+        decided, walks = self.start(items)
+        yield from decided
         if not walks:
             return
         names = [[name for name in walk.order[walk.position:] if f"{PREFIX}{name}" not in walk.answered]

@@ -10,7 +10,7 @@ model's forward returns (tuples for InternLM2, a `DynamicCache` for the others) 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -62,3 +62,15 @@ def cache_of(output: Any) -> Any:
     """The returned KV cache: `cache` on transformers 5 outputs, `past_key_values` on tuples."""
     cache = getattr(output, "cache", None)
     return cache if cache is not None else output["past_key_values"] if "past_key_values" in output else None
+
+
+def answer_each(backend: Any, requests: Sequence[Any], forward_for: Callable[[Any, Any, str], Forward],
+                stops: Callable[[Any], set[int]]) -> list[str]:
+    """A family's answers, one request at a time: its forward for the (bounded) image and prompt,
+    decoded greedily until one of its stop tokens."""
+    answers = []
+    for request in requests:
+        forward = forward_for(backend, backend.bounded(request.image), request.prompt)
+        tokens = greedy(forward, request.max_new_tokens, stops(backend))
+        answers.append(backend.tokenizer.decode(tokens, skip_special_tokens=True))
+    return answers

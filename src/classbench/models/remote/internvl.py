@@ -11,7 +11,6 @@ replaced by `<img>` + `num_image_token` × `<IMG_CONTEXT>` + `</img>`, and the f
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -76,12 +75,3 @@ def stops(backend: Any) -> set[int]:
     separator = _template(backend.model).sep.strip()
     config = getattr(backend.model.language_model, "generation_config", None)
     return decode.stop_ids(backend.tokenizer, config, [separator])
-
-
-def generate(backend: Any, requests: Sequence[Any]) -> list[str]:
-    answers = []
-    for request in requests:
-        forward = forward_for(backend, backend.bounded(request.image), request.prompt)
-        tokens = decode.greedy(forward, request.max_new_tokens, stops(backend))
-        answers.append(backend.tokenizer.decode(tokens, skip_special_tokens=True))
-    return answers

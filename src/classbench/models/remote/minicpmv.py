@@ -9,7 +9,6 @@ search (`num_beams=3`) with `repetition_penalty=1.2`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -49,13 +48,3 @@ def forward_for(backend: Any, image: Image.Image, question: str) -> decode.Forwa
 
 def stops(backend: Any) -> set[int]:
     return decode.stop_ids(backend.processor.tokenizer, backend.model.llm.generation_config, backend.model.terminators)
-
-
-def generate(backend: Any, requests: Sequence[Any]) -> list[str]:
-    tokenizer = backend.processor.tokenizer
-    answers = []
-    for request in requests:
-        forward = forward_for(backend, backend.bounded(request.image), request.prompt)
-        tokens = decode.greedy(forward, request.max_new_tokens, stops(backend))
-        answers.append(tokenizer.decode(tokens, skip_special_tokens=True))
-    return answers

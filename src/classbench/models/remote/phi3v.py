@@ -8,7 +8,6 @@ calls run on transformers 5 through `legacy.install_legacy_cache_api`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -48,13 +47,3 @@ def forward_for(backend: Any, image: Image.Image, question: str) -> decode.Forwa
 
 def stops(backend: Any) -> set[int]:
     return decode.stop_ids(backend.processor.tokenizer, getattr(backend.model, "generation_config", None), END_OF_TURN)
-
-
-def generate(backend: Any, requests: Sequence[Any]) -> list[str]:
-    tokenizer = backend.processor.tokenizer
-    answers = []
-    for request in requests:
-        forward = forward_for(backend, backend.bounded(request.image), request.prompt)
-        tokens = decode.greedy(forward, request.max_new_tokens, stops(backend))
-        answers.append(tokenizer.decode(tokens, skip_special_tokens=True))
-    return answers
