@@ -190,9 +190,11 @@ def build_spec(config: Path | None, flags: dict[str, Any], options: dict[str, An
     Returns the spec, the config's `out` folder (if it names one), and the settings that neither
     component has: an error unless `lenient` (a sweep, where another point may use them).
     """
-    nested, loose, out = _read_config(config) if config is not None else (_empty(), {}, None)
+    from classbench.config import read_config
+
+    nested, loose, out = read_config(config) if config is not None else (empty(), {}, None)
     from_flags: dict[str, Any] = {}
-    _absorb(flags, nested, from_flags)
+    absorb(flags, nested, from_flags)
     loose = {**loose, **(options or {}), **from_flags}
     source = str(config) if config else None
     try:  # the general settings first: their errors read best, whatever else is wrong
@@ -216,11 +218,11 @@ def build_spec(config: Path | None, flags: dict[str, Any], options: dict[str, An
         raise UserError(explain(error, str(config) if config else None)) from None
 
 
-def _empty() -> dict[str, dict[str, Any]]:
+def empty() -> dict[str, dict[str, Any]]:
     return {section: {} for section in SECTIONS}
 
 
-def _absorb(values: dict[str, Any], nested: dict[str, dict[str, Any]], loose: dict[str, Any]) -> None:
+def absorb(values: dict[str, Any], nested: dict[str, dict[str, Any]], loose: dict[str, Any]) -> None:
     """Put flat values where they belong: general settings in their section, names in their
     component, everything else in `loose` for `route`."""
     for key, value in values.items():
@@ -238,42 +240,6 @@ def _absorb(values: dict[str, Any], nested: dict[str, dict[str, Any]], loose: di
             loose.update({str(name).replace("-", "_"): item for name, item in value.items()})
         else:
             loose[key] = value
-
-
-def _read_config(config: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any], str | None]:
-    from classbench import safeyaml
-
-    try:
-        text = config.read_text(encoding="utf-8")
-    except OSError as error:
-        raise UserError(f"--config {config}: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"--config {config}: not UTF-8 text; a config is a YAML file") from None
-    loaded = safeyaml.load(text, f"--config {config}") or {}  # refuses alias bombs before anything walks it
-    if not isinstance(loaded, dict):
-        raise UserError(f"--config {config}: expected a mapping of settings, e.g. `model: efficientnet-lite0`")
-    nested, loose = _empty(), {}
-    out = loaded.pop("out", None)
-    flat = {}
-    for key, value in loaded.items():
-        key = str(key).replace("-", "_")
-        if key in ("sample", "runtime") or key in ("dataset", "model", "strategy") and isinstance(value, dict):
-            if not isinstance(value, dict):
-                raise UserError(f"--config {config}: `{key}` must be a mapping of settings")
-            section = {str(name).replace("-", "_"): item for name, item in value.items()}
-            if key in ("model", "strategy"):
-                nested[key]["name"] = section.pop("name", None)
-                settings = section.pop("settings", {}) or {}
-                if section or not isinstance(settings, dict):
-                    raise UserError(f"--config {config}: `{key}` takes `name` and `settings` "
-                                    f"(e.g. {key}: {{name: …, settings: {{…}}}}); got {sorted(section)}")
-                nested[key]["settings"] = dict(settings)
-            else:
-                nested[key].update(section)
-        else:
-            flat[key] = value
-    _absorb(flat, nested, loose)
-    return nested, loose, None if out is None else str(out)
 
 
 def route(loose: dict[str, Any], nested: dict[str, dict[str, Any]]) -> set[str]:
@@ -331,8 +297,8 @@ def upgrade(flat: dict[str, Any]) -> dict[str, Any]:
 
     Settings that neither the run's model nor its strategy declares had no effect in 0.1 (it
     accepted them with a note), so they are dropped."""
-    nested, loose = _empty(), {}
-    _absorb(flat, nested, loose)
+    nested, loose = empty(), {}
+    absorb(flat, nested, loose)
     nested["strategy"].setdefault("name", "direct")
     route(loose, nested)
     return {section: values for section, values in nested.items() if values}
