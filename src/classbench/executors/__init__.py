@@ -59,6 +59,9 @@ class Job:
     classes: list[str]
     background: str | None
     shots: list[Sample]
+    threads: int | None = None
+    """The driver's CPU threads for torch: a worker computes with as many, because on a CPU the
+    number of threads changes how sums are split, hence the last digits of a score."""
 
 
 @dataclass(frozen=True)

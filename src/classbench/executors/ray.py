@@ -126,6 +126,7 @@ class RayExecutor(Executor):
     def start(self, job: Job, dataset: Dataset, out: Path) -> Started:
         if self.ray is None:
             self._connect()
+        job = replace(job, threads=_torch_threads())
         if self.runtime.ship_images:
             shipping.check(dataset)
         key = model_key(job.spec)
@@ -315,3 +316,12 @@ def _registries(job: Job) -> dict[str, dict[str, Any]]:
     prefix = models.split_name(job.spec.model.name)[0]
     return {"models": {prefix: models.REGISTRY[prefix]},
             "strategies": {job.spec.strategy.name: strategies.entry(job.spec.strategy.name)}}
+
+
+def _torch_threads() -> int | None:
+    """The CPU threads torch uses in this process (Ray starts its workers with one)."""
+    if importlib.util.find_spec("torch") is None:
+        return None
+    import torch
+
+    return torch.get_num_threads()

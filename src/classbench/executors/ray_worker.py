@@ -55,12 +55,14 @@ class Worker:
     def load(self, job: Job) -> float:
         """Load the job's model (nothing when it is the one held); the seconds it took."""
         with self.model_lock:
+            _match_threads(job)
             return self.models.get(job.spec)[1]
 
     def start(self, job: Job, files: dict[str, bytes],
               shots: dict[str, Shipped] | None) -> tuple[Started, dict[str, bytes]]:
         """Build the job's strategy; return what the runner stores, and the files it wrote."""
         with self.model_lock:
+            _match_threads(job)
             runtime = job.spec.runtime
             images.set_limits(runtime.max_image_pixels, runtime.max_aspect_ratio)  # as the driver's run does
             model, load_s = self.models.get(job.spec)
@@ -98,3 +100,11 @@ class Worker:
 
     def _load_shot(self, sample: Sample) -> Any:
         return unpack(self.shots, sample) if self.shots is not None else self.dataset.load(sample)
+
+
+def _match_threads(job: Job) -> None:
+    """Compute with the driver's number of CPU threads, so a score's last digits match a local run's."""
+    if job.threads:
+        import torch
+
+        torch.set_num_threads(job.threads)
