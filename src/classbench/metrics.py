@@ -96,10 +96,12 @@ def _interval(values: np.ndarray) -> list[float]:
     return [float(low), float(high)]
 
 
-def compute(store: Store) -> dict[str, Any]:
+def compute(store: Store, predictions: list[Prediction] | None = None) -> dict[str, Any]:
+    """The run's metrics; `predictions` when the caller has already read them (`store.predictions()`)."""
     classes: list[str] = store.meta("classes")
     spec = stored(store.meta("spec"))
-    predictions = store.predictions()
+    if predictions is None:
+        predictions = store.predictions()
     scored = [p for p in predictions if p.status != "failed"]
     index = {name: i for i, name in enumerate(classes)}
     y_true = np.array([index[p.label] for p in scored], dtype=np.int64)
@@ -199,12 +201,13 @@ def write_folder(folder: Path) -> dict[str, Any]:
 
 def write(store: Store, out: Path) -> dict[str, Any]:
     """Write metrics.json and predictions.csv beside the store; both are derived, never read back."""
-    metrics = compute(store)
+    predictions = store.predictions()
+    metrics = compute(store, predictions)
     (out / "metrics.json").write_text(json.dumps(_finite(metrics), indent=1, ensure_ascii=False) + "\n")
     with (out / "predictions.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "label", "prediction", "status", "latency_s", "error"])
-        for p in store.predictions():
+        for p in predictions:
             writer.writerow([p.image, p.label, p.prediction or "", p.status,
                              "" if p.latency_s is None else f"{p.latency_s:.6f}", p.error or ""])
     return metrics
