@@ -12,6 +12,7 @@ alone writes them to the store.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -99,3 +100,20 @@ class Strategy(ABC, Generic[S]):
     @abstractmethod
     def run(self, items: Sequence[Item]) -> Iterator[Step]:
         """Yield steps for the items; every item must end with one final step."""
+
+
+def scored_steps(items: Sequence[Item], key: str, classes: Sequence[str], answers: Any,
+                 answer_names: Sequence[str], scores: Any, latency_s: float) -> Iterator[Step]:
+    """One final step per item for a strategy that scores every class at one look (direct, probe):
+    the answer is the top-5 of `answers` by `answer_names`, the prediction the best of `scores`
+    (over `classes`), kept whole in the detail for top-k and calibration metrics.
+    `answers` and `scores` are arrays with one row per item."""
+    import numpy as np
+
+    for item, source, target in zip(items, answers, scores):
+        best = int(np.argmax(target))
+        top = np.argsort(-source)[:5]
+        answer = json.dumps({answer_names[i]: round(float(source[i]), 5) for i in top})
+        question = Question(key=key, answer=answer, label=classes[best], latency_s=latency_s)
+        detail = {"scores": [round(float(value), 6) for value in target]}
+        yield Step(item=item, questions=[question], prediction=classes[best], final=True, detail=detail)

@@ -22,9 +22,8 @@ from pydantic import Field, field_validator
 from classbench.errors import UserError
 from classbench.labelmap import build_label_map
 from classbench.models.base import Classifier, ZeroShotModel
-from classbench.records import Question
 from classbench.settings import Settings
-from classbench.strategies.base import Context, Item, Step, Strategy
+from classbench.strategies.base import Context, Item, Step, Strategy, scored_steps
 
 KEY = "classify"
 
@@ -56,16 +55,9 @@ class _OneLook(Strategy[DirectSettings]):
         if not items:
             return
         started = perf_counter()
-        classes = self.context.classes
         probabilities, scores, names = self.scores([item.image for item in items])
         latency = (perf_counter() - started) / len(items)
-        for item, source, target in zip(items, probabilities, scores):
-            best = int(np.argmax(target))
-            top = np.argsort(-source)[:5]
-            answer = json.dumps({names[i]: round(float(source[i]), 5) for i in top})
-            question = Question(key=KEY, answer=answer, label=classes[best], latency_s=latency)
-            detail = {"scores": [round(float(value), 6) for value in target]}
-            yield Step(item=item, questions=[question], prediction=classes[best], final=True, detail=detail)
+        yield from scored_steps(items, KEY, self.context.classes, probabilities, names, scores, latency)
 
 
 class MappedLabels(_OneLook):

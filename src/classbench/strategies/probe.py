@@ -30,9 +30,9 @@ import numpy as np
 
 from classbench.datasets.base import Sample
 from classbench.errors import ImageLoadError, UserError
-from classbench.records import Question, RunRecords
+from classbench.records import RunRecords
 from classbench.settings import Settings, option_only
-from classbench.strategies.base import Context, Item, Step, Strategy
+from classbench.strategies.base import Context, Item, Step, Strategy, scored_steps
 
 KEY = "probe"
 PROBE_FILE = "probe.npz"
@@ -86,13 +86,7 @@ class Probe(Strategy[ProbeSettings]):
         probabilities = self._predict(self.model.embed([item.image for item in items]))
         latency = (perf_counter() - started) / len(items)
         classes = self.context.classes
-        for item, row in zip(items, probabilities):
-            best = int(np.argmax(row))
-            top = np.argsort(-row)[:5]
-            answer = json.dumps({classes[i]: round(float(row[i]), 5) for i in top})
-            question = Question(key=KEY, answer=answer, label=classes[best], latency_s=latency)
-            detail = {"scores": [round(float(value), 6) for value in row]}
-            yield Step(item=item, questions=[question], prediction=classes[best], final=True, detail=detail)
+        yield from scored_steps(items, KEY, classes, probabilities, classes, probabilities, latency)
 
     def _predict(self, features: np.ndarray) -> np.ndarray:
         """Probabilities over all target classes; a class without usable shots gets zero."""
