@@ -13,8 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from classbench.datasets import Dataset, FileDataset, open_dataset
-from classbench.datasets.catalogue import is_catalogue_name
+from classbench.datasets import Dataset, FileDataset, open_dataset, source_kind
 from classbench.errors import UserError
 
 SETTINGS = ("dataset", "dataset_root", "label_file", "split", "image_column", "label_column", "download")
@@ -44,15 +43,12 @@ def image_source(settings: Any) -> Dataset:
     source, root, label_file, split, image_column, label_column, download = _key(settings)
     if source is None:
         raise UserError("the run does not name its dataset")
-    path = Path(source).expanduser()
-    if (source.startswith("hf:") or root is not None or not path.exists() and is_catalogue_name(source)
-            or (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
-        return open_dataset(source, label_file=label_file, split=split, image_column=image_column,
-                            label_column=label_column, dataset_root=root)
-    if not path.exists():
-        raise UserError(f"--dataset {source}: no such file or folder")
-    return FileDataset(name=path.stem if path.is_file() else path.name, classes=[], samples=[],
-                       root=path.parent if path.is_file() else path)
+    if root is None and source_kind(source) in ("manifest", "folder"):
+        path = Path(source).expanduser()
+        return FileDataset(name=path.stem if path.is_file() else path.name, classes=[], samples=[],
+                           root=path.parent if path.is_file() else path)
+    return open_dataset(source, label_file=label_file, split=split, image_column=image_column,
+                        label_column=label_column, dataset_root=root)
 
 
 def _key(settings: Any) -> tuple[Any, ...]:
