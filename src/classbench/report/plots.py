@@ -111,11 +111,7 @@ def confusion(metrics: dict[str, Any]) -> Any:
 
 def per_class_f1(metrics: dict[str, Any]) -> Any:
     """F1 per class, worst at the top; with many classes only the worst and best few."""
-    ranked = sorted(metrics["per_class"].items(), key=lambda item: (item[1]["f1-score"], item[0]))
-    title = "F1 per class"
-    if len(ranked) > 2 * F1_EXTREMES:
-        title = f"F1 per class: the {F1_EXTREMES} worst and {F1_EXTREMES} best of {len(ranked)}"
-        ranked = ranked[:F1_EXTREMES] + ranked[-F1_EXTREMES:]
+    title, ranked = ranked_f1(metrics)
     figure = _figure(7.0, 1.0 + 0.22 * len(ranked))
     axes = figure.add_subplot()
     positions = list(range(len(ranked)))[::-1]
@@ -126,6 +122,15 @@ def per_class_f1(metrics: dict[str, Any]) -> Any:
     axes.set_title(title)
     axes.grid(axis="x", alpha=0.3)
     return figure
+
+
+def ranked_f1(metrics: dict[str, Any]) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
+    """The title and the (class, scores) pairs an F1 plot shows, worst first (this one and `svgplots`'s)."""
+    ranked = sorted(metrics["per_class"].items(), key=lambda item: (item[1]["f1-score"], item[0]))
+    if len(ranked) <= 2 * F1_EXTREMES:
+        return "F1 per class", ranked
+    return (f"F1 per class: the {F1_EXTREMES} worst and {F1_EXTREMES} best of {len(ranked)}",
+            ranked[:F1_EXTREMES] + ranked[-F1_EXTREMES:])
 
 
 def positional_bias(bias: dict[str, Any]) -> Any | None:

@@ -20,11 +20,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from classbench.report.plots import ranked_f1
+
 LABELLED = 40
 """Up to this many classes the matrix has axis labels; above, hover text names every cell."""
 VALUES = 12
 """Up to this many classes each non-empty cell also shows its share as a number."""
-F1_EXTREMES = 20
 BLUES = ((247, 251, 255), (198, 219, 239), (107, 174, 214), (33, 113, 181), (8, 48, 107))
 """matplotlib's `Blues` at 0, ¼, ½, ¾ and 1, interpolated linearly between."""
 PAIR_COLOUR = "#d62728"
@@ -94,11 +95,7 @@ def confusion_data(metrics: dict[str, Any]) -> str:
 
 def per_class_f1(metrics: dict[str, Any]) -> str:
     """F1 per class as horizontal bars, worst at the top; with many classes the extremes only."""
-    ranked = sorted(metrics["per_class"].items(), key=lambda item: (item[1]["f1-score"], item[0]))
-    title = "F1 per class"
-    if len(ranked) > 2 * F1_EXTREMES:
-        title = f"F1 per class: the {F1_EXTREMES} worst and {F1_EXTREMES} best of {len(ranked)}"
-        ranked = ranked[:F1_EXTREMES] + ranked[-F1_EXTREMES:]
+    title, ranked = ranked_f1(metrics)
     left, bar, row, top = 170, 300, 15, 26
     width, height = left + bar + 50, top + row * len(ranked) + 24
     parts = [_open(width, height, title), f'<text x="{left}" y="16" font-size="13" fill="#1d2430">{_esc(title)}</text>']
