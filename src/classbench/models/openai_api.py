@@ -34,13 +34,13 @@ from pydantic import Field, field_validator
 
 from classbench import pricing
 from classbench.errors import UserError
-from classbench.models.api_payload import IMAGE, Payloads, data_url
+from classbench.models.api_payload import IMAGE, Payloads
 from classbench.models.api_response import Malformed, parse_completion, redact_url, url_secrets
 from classbench.models.base import Generation, GenerationRequest, Generator
 from classbench.models.ratelimit import Backoff, RateLimiter, retry_after_s
 from classbench.settings import Settings, option_only, runtime
 
-__all__ = ["OpenAIBackend", "OpenAISettings", "data_url", "load_openai"]
+__all__ = ["OpenAIBackend", "OpenAISettings", "load_openai"]
 
 OPENAI_URL = "https://api.openai.com/v1"
 
@@ -165,7 +165,7 @@ class OpenAIBackend(Generator):
                 started = perf_counter()
                 try:
                     response = await endpoint.client.post("chat/completions", body)
-                    generation = self._parse(response, perf_counter() - started, attempt)
+                    generation = parse_completion(response, perf_counter() - started, attempt, self._scrub)
                 except Exception as error:
                     outcome = self._classify(error, endpoint)
                 else:
@@ -196,9 +196,6 @@ class OpenAIBackend(Generator):
         if top_logprobs:
             body.update(logprobs=True, top_logprobs=top_logprobs)
         return body
-
-    def _parse(self, response: Any, latency: float, attempt: int) -> Generation:
-        return parse_completion(response, latency, attempt, self._scrub)
 
     def _classify(self, error: Exception, endpoint: _Endpoint) -> _Outcome:
         """Say whether a failed attempt is worth repeating; refuse the run outright when no
