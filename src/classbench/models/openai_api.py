@@ -128,6 +128,8 @@ class OpenAIBackend(Generator):
     def __post_init__(self) -> None:
         self._limiter = RateLimiter(self.rpm)
         self.payloads = Payloads(self.max_pixels)
+        self._secrets = tuple(re.compile(re.escape(secret), re.IGNORECASE)
+                              for secret in (self.secret, *self.url_secrets) if secret)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Answer every request; one that still fails after its retries comes back with `error`.
@@ -243,9 +245,8 @@ class OpenAIBackend(Generator):
     def _scrub(self, text: str) -> str:
         """Every string a server sends back, before it is stored or printed: the key and any secret of a
         --base-url's query, in any case, are replaced (a server may echo them, upper- or lowercased)."""
-        for secret in (self.secret, *self.url_secrets):
-            if secret:
-                text = re.sub(re.escape(secret), "[api key]", text, flags=re.IGNORECASE)
+        for secret in self._secrets:
+            text = secret.sub("[api key]", text)
         return text
 
     def check_server(self) -> None:
