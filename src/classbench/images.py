@@ -91,6 +91,16 @@ def _unconverted(image: Image.Image) -> bool:
             and image.getexif().get(ORIENTATION, 1) == 1)
 
 
+def within_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:
+    """The image scaled down, keeping its aspect ratio, to at most `max_pixels` (a user's `--max-pixels`);
+    itself when it is within the limit or there is none. The one resize classbench makes for a model."""
+    width, height = image.size
+    if max_pixels is None or width * height <= max_pixels:
+        return image
+    scale = (max_pixels / (width * height)) ** 0.5
+    return image.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.BICUBIC)
+
+
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 

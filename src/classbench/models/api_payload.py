@@ -16,7 +16,7 @@ import weakref
 
 from PIL import Image
 
-from classbench.images import SourceFile, source_file
+from classbench.images import SourceFile, source_file, within_pixels
 
 IMAGE = "\x00image\x00"
 """Stands for the image in a request body until `api_http.encode_body` puts its JSON string there."""
@@ -41,12 +41,8 @@ def _file_url(source: SourceFile) -> str:
 
 
 def _png_url(image: Image.Image, max_pixels: int | None) -> str:
-    width, height = image.size
-    if max_pixels is not None and width * height > max_pixels:
-        scale = (max_pixels / (width * height)) ** 0.5
-        image = image.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    within_pixels(image, max_pixels).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
