@@ -129,7 +129,7 @@ def test_top_logprobs_of_the_first_answer_token_are_read() -> None:
 
 
 def test_images_are_sent_lossless_and_bounded_by_max_pixels() -> None:
-    from classbench.models.openai_api import data_url
+    from classbench.models.api_payload import data_url
 
     image = Image.new("RGB", (400, 300), (12, 34, 56))
     image.putpixel((0, 0), (255, 0, 0))

@@ -126,3 +126,11 @@ def test_open_clip_by_architecture_and_checkpoint_file(tmp_path: Path) -> None:
     assert np.allclose(model.embed(images), expected, atol=1e-5)
     with pytest.raises(UserError, match="ARCH/TAG"):
         load_model("open_clip:ViT-B-32", device="cpu")
+
+
+def test_the_recorded_dtype_is_the_one_the_weights_have() -> None:
+    import torch
+
+    model = load_model(f"clip:{tiny_model_folder('clip')}", {"dtype": "bf16"}, "cpu")
+    assert model.settings["dtype"] == "bf16"
+    assert next(model.network.parameters()).dtype == torch.bfloat16

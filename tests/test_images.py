@@ -79,6 +79,13 @@ def test_missing_file_is_a_load_error(tmp_path: Path) -> None:
         load_image(tmp_path / "nope.jpg")
 
 
+def test_a_path_that_cannot_be_read_is_a_load_error(tmp_path: Path) -> None:
+    folder = tmp_path / "folder.jpg"
+    folder.mkdir()
+    with pytest.raises(ImageLoadError, match="folder.jpg.*cannot open"):
+        load_image(folder)
+
+
 def test_decoding_keeps_pixels_exact(tmp_path: Path) -> None:
     """PNG is lossless: what the model gets is exactly what is in the file."""
     path = tmp_path / "exact.png"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +91,16 @@ def _unconverted(image: Image.Image) -> bool:
             and image.getexif().get(ORIENTATION, 1) == 1)
 
 
+def within_pixels(image: Image.Image, max_pixels: int | None) -> Image.Image:
+    """The image scaled down, keeping its aspect ratio, to at most `max_pixels` (a user's `--max-pixels`);
+    itself when it is within the limit or there is none. The one resize classbench makes for a model."""
+    width, height = image.size
+    if max_pixels is None or width * height <= max_pixels:
+        return image
+    scale = (max_pixels / (width * height)) ** 0.5
+    return image.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.BICUBIC)
+
+
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
@@ -99,13 +108,12 @@ def is_image_path(path: Path) -> bool:
 def load_image(path: str | Path) -> Image.Image:
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
-            raise ImageLoadError(f"{path}: empty file (0 bytes)")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ImageLoadError(f"{path}: file not found") from None
-    except (OSError, ValueError) as error:  # a name too long, a NUL byte, no permission: the path is unusable
+    except (OSError, ValueError) as error:  # a long name, a NUL byte, a folder, no permission: the path is unusable
         raise ImageLoadError(f"{str(path)!r}: cannot open ({getattr(error, 'strerror', None) or error})") from None
-    return _decode(path.read_bytes, path)
+    return load_image_bytes(data, path)
 
 
 def load_image_bytes(data: bytes | None, name: str | Path) -> Image.Image:
@@ -116,14 +124,13 @@ def load_image_bytes(data: bytes | None, name: str | Path) -> Image.Image:
         raise ImageLoadError(f"{name}: file not found")
     if not data:
         raise ImageLoadError(f"{name}: empty file (0 bytes)")
-    return _decode(lambda: data, name)
+    return _decode(data, name)
 
 
-def _decode(read: Callable[[], bytes], name: str | Path) -> Image.Image:
+def _decode(data: bytes, name: str | Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            data = read()
             with Image.open(io.BytesIO(data)) as image:
                 check_size(*image.size, str(name))
                 image.load()

@@ -16,7 +16,7 @@ import weakref
 
 from PIL import Image
 
-from classbench.images import source_file
+from classbench.images import SourceFile, source_file, within_pixels
 
 IMAGE = "\x00image\x00"
 """Stands for the image in a request body until `api_http.encode_body` puts its JSON string there."""
@@ -25,27 +25,30 @@ IMAGE = "\x00image\x00"
 def data_url(image: Image.Image, max_pixels: int | None = None) -> str:
     """The image as a base64 data URL: the source file's bytes where they show this very picture at
     a size within `max_pixels`; otherwise PNG, scaled down first when it has more than `max_pixels`."""
-    width, height = image.size
-    if max_pixels is not None and width * height > max_pixels:
-        scale = (max_pixels / (width * height)) ** 0.5
-        image = image.resize((max(1, int(width * scale)), max(1, int(height * scale))), Image.Resampling.BICUBIC)
-    else:
-        source = source_file(image)
-        if source is not None:
-            return f"data:{source.media_type};base64,{base64.b64encode(source.data).decode('ascii')}"
+    source = _file_to_send(image, max_pixels)
+    return _file_url(source) if source is not None else _png_url(image, max_pixels)
+
+
+def _file_to_send(image: Image.Image, max_pixels: int | None) -> SourceFile | None:
+    """The file to send as it is, or None when the image must be encoded (milliseconds: done off the event loop)."""
+    if max_pixels is not None and image.size[0] * image.size[1] > max_pixels:
+        return None
+    return source_file(image)
+
+
+def _file_url(source: SourceFile) -> str:
+    return f"data:{source.media_type};base64,{base64.b64encode(source.data).decode('ascii')}"
+
+
+def _png_url(image: Image.Image, max_pixels: int | None) -> str:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    within_pixels(image, max_pixels).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def needs_encoding(image: Image.Image, max_pixels: int | None) -> bool:
-    """Whether `data_url` would encode (milliseconds: done off the event loop) or only copy bytes."""
-    return source_file(image) is None or (max_pixels is not None and image.size[0] * image.size[1] > max_pixels)
-
-
-def json_string(image: Image.Image, max_pixels: int | None = None) -> bytes:
-    """`data_url` as a JSON string: base64 and the media type need no escaping, only quotes."""
-    return b'"' + data_url(image, max_pixels).encode("ascii") + b'"'
+def _json_string(url: str) -> bytes:
+    """A data URL as a JSON string: base64 and the media type need no escaping, only quotes."""
+    return b'"' + url.encode("ascii") + b'"'
 
 
 class Payloads:
@@ -71,8 +74,9 @@ class Payloads:
 
     def _make(self, image: Image.Image) -> asyncio.Future[bytes]:
         self.made += 1
-        if needs_encoding(image, self.max_pixels):
-            return asyncio.ensure_future(asyncio.to_thread(json_string, image, self.max_pixels))
+        source = _file_to_send(image, self.max_pixels)
+        if source is None:
+            return asyncio.ensure_future(asyncio.to_thread(lambda: _json_string(_png_url(image, self.max_pixels))))
         done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        done.set_result(json_string(image, self.max_pixels))
+        done.set_result(_json_string(_file_url(source)))
         return done

@@ -242,7 +242,7 @@ def load_hf_clip(name: str, settings: ClipSettings, device: str) -> ImageTextMod
     return ImageTextModel(
         model_id=f"clip:{name}",
         revision=_hf_revision(name, network),
-        settings={"model_type": model_type, "dtype": _dtype_name(dtype), "device": str(target),
+        settings={"model_type": model_type, "dtype": settings.dtype, "device": str(target),
                   "templates": templates_set},
         encode_images=encode_images,
         encode_texts=encode_texts,
@@ -270,7 +270,7 @@ def load_open_clip(name: str, settings: OpenClipSettings, device: str) -> ImageT
     templates, templates_set = read_templates(settings.templates)
     dtype = _dtype(settings.dtype)
     target = resolve_device(device)
-    described: dict[str, Any] = {"dtype": _dtype_name(dtype), "device": str(target), "templates": templates_set}
+    described: dict[str, Any] = {"dtype": settings.dtype, "device": str(target), "templates": templates_set}
     with tempfile.TemporaryDirectory(prefix="classbench-open-clip-") as scratch:
         architecture, tag, revision = _open_clip_source(name, settings.model_config_file, Path(scratch))
         if settings.model_config_file:
@@ -366,10 +366,6 @@ def _dtype(value: Any) -> Any:
     if value not in DTYPES:
         raise UserError(f"--dtype {value}: expected one of {', '.join(DTYPES)}")
     return getattr(torch, DTYPES[value])
-
-
-def _dtype_name(dtype: Any) -> str:
-    return next(name for name, known in DTYPES.items() if str(dtype) == f"torch.{known}")
 
 
 def _hf_revision(name: str, network: torch.nn.Module) -> str | None:

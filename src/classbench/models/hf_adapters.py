@@ -104,12 +104,13 @@ def _load_remote(auto_name: str) -> Callable[[str, dict[str, Any]], tuple[Any, A
 
         from classbench.models import remote
 
-        kwargs = remote.attention(source, {**kwargs, "trust_remote_code": True})
-        cls = remote.model_class(source, auto_name, _hub(kwargs))
+        hub = _hub(kwargs)
+        kwargs = remote.attention(source, {**kwargs, "trust_remote_code": True}, hub)
+        cls = remote.model_class(source, auto_name, hub)
         try:
-            processor = transformers.AutoProcessor.from_pretrained(source, trust_remote_code=True, **_hub(kwargs))
+            processor = transformers.AutoProcessor.from_pretrained(source, trust_remote_code=True, **hub)
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
-            processor = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=True, **_hub(kwargs))
+            processor = transformers.AutoTokenizer.from_pretrained(source, trust_remote_code=True, **hub)
         return cls.from_pretrained(source, **kwargs), processor
 
     return load

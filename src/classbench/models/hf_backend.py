@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from classbench.images import within_pixels
 from classbench.models import hf_prefix
 from classbench.models.base import Generation, GenerationRequest, Generator, ScoreRequest, Scores
 from classbench.models.hf_adapters import GENERIC, Adapter
@@ -137,15 +138,7 @@ class HFVisionLanguageModel(Generator):
 
     def bounded(self, image: Image.Image) -> Image.Image:
         """Apply `--max-pixels` where the processor has no pixel budget of its own."""
-        limit = self.max_pixels
-        if limit is None or self.adapter.pixel_budget is not None:
-            return image
-        width, height = image.size
-        if width * height <= limit:
-            return image
-        scale = (limit / (width * height)) ** 0.5
-        size = (max(1, int(width * scale)), max(1, int(height * scale)))
-        return image.resize(size, Image.Resampling.BICUBIC)
+        return image if self.adapter.pixel_budget is not None else within_pixels(image, self.max_pixels)
 
     def position_state(self, rows: int) -> Any:
         """Position state the model keeps between calls, one row per image of the last prefill (Qwen's

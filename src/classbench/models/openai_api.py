@@ -34,13 +34,13 @@ from pydantic import Field, field_validator
 
 from classbench import pricing
 from classbench.errors import UserError
-from classbench.models.api_payload import IMAGE, Payloads, data_url
+from classbench.models.api_payload import IMAGE, Payloads
 from classbench.models.api_response import Malformed, parse_completion, redact_url, url_secrets
 from classbench.models.base import Generation, GenerationRequest, Generator
 from classbench.models.ratelimit import Backoff, RateLimiter, retry_after_s
 from classbench.settings import Settings, option_only, runtime
 
-__all__ = ["OpenAIBackend", "OpenAISettings", "data_url", "load_openai"]
+__all__ = ["OpenAIBackend", "OpenAISettings", "load_openai"]
 
 OPENAI_URL = "https://api.openai.com/v1"
 
@@ -128,6 +128,8 @@ class OpenAIBackend(Generator):
     def __post_init__(self) -> None:
         self._limiter = RateLimiter(self.rpm)
         self.payloads = Payloads(self.max_pixels)
+        self._secrets = tuple(re.compile(re.escape(secret), re.IGNORECASE)
+                              for secret in (self.secret, *self.url_secrets) if secret)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Answer every request; one that still fails after its retries comes back with `error`.
@@ -165,7 +167,7 @@ class OpenAIBackend(Generator):
                 started = perf_counter()
                 try:
                     response = await endpoint.client.post("chat/completions", body)
-                    generation = self._parse(response, perf_counter() - started, attempt)
+                    generation = parse_completion(response, perf_counter() - started, attempt, self._scrub)
                 except Exception as error:
                     outcome = self._classify(error, endpoint)
                 else:
@@ -196,9 +198,6 @@ class OpenAIBackend(Generator):
         if top_logprobs:
             body.update(logprobs=True, top_logprobs=top_logprobs)
         return body
-
-    def _parse(self, response: Any, latency: float, attempt: int) -> Generation:
-        return parse_completion(response, latency, attempt, self._scrub)
 
     def _classify(self, error: Exception, endpoint: _Endpoint) -> _Outcome:
         """Say whether a failed attempt is worth repeating; refuse the run outright when no
@@ -246,9 +245,8 @@ class OpenAIBackend(Generator):
     def _scrub(self, text: str) -> str:
         """Every string a server sends back, before it is stored or printed: the key and any secret of a
         --base-url's query, in any case, are replaced (a server may echo them, upper- or lowercased)."""
-        for secret in (self.secret, *self.url_secrets):
-            if secret:
-                text = re.sub(re.escape(secret), "[api key]", text, flags=re.IGNORECASE)
+        for secret in self._secrets:
+            text = secret.sub("[api key]", text)
         return text
 
     def check_server(self) -> None:

@@ -151,7 +151,7 @@ def model_class(source: str, auto_name: str, hub: dict[str, Any]) -> type:
     return cls
 
 
-def attention(source: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+def attention(source: str, kwargs: dict[str, Any], hub: dict[str, Any]) -> dict[str, Any]:
     """`from_pretrained` arguments with eager attention where the checkpoint's config asks for
     flash_attention_2 (Phi-3-vision's does), the user chose none, and `flash_attn` is not installed:
     the published model then loads as its model card tells users to load it without flash attention,
@@ -160,8 +160,7 @@ def attention(source: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         return kwargs
     from transformers import PretrainedConfig
 
-    config, _ = PretrainedConfig.get_config_dict(source, **({"revision": kwargs["revision"]}
-                                                             if kwargs.get("revision") else {}))
+    config, _ = PretrainedConfig.get_config_dict(source, **hub)
     if config.get("_attn_implementation") == "flash_attention_2":
         return {**kwargs, "attn_implementation": "eager"}
     return kwargs

@@ -67,10 +67,11 @@ def cache_of(output: Any) -> Any:
 def answer_each(backend: Any, requests: Sequence[Any], forward_for: Callable[[Any, Any, str], Forward],
                 stops: Callable[[Any], set[int]]) -> list[str]:
     """A family's answers, one request at a time: its forward for the (bounded) image and prompt,
-    decoded greedily until one of its stop tokens."""
+    decoded greedily until one of its stop tokens (read once: `stop_ids` walks the whole vocabulary)."""
     answers = []
+    stop_tokens = stops(backend)
     for request in requests:
         forward = forward_for(backend, backend.bounded(request.image), request.prompt)
-        tokens = greedy(forward, request.max_new_tokens, stops(backend))
+        tokens = greedy(forward, request.max_new_tokens, stop_tokens)
         answers.append(backend.tokenizer.decode(tokens, skip_special_tokens=True))
     return answers
