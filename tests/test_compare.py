@@ -25,13 +25,15 @@ from classbench.store import Prediction, Store
 CLASSES = ["cat", "dog"]
 
 
-def write_run(folder: Path, correct: list[bool], labels: list[str] | None = None, failed: set[int] = frozenset()) -> Path:
+def write_run(folder: Path, correct: list[bool], labels: list[str] | None = None, failed: set[int] = frozenset(),
+              dataset: str | None = None) -> Path:
     folder.mkdir(parents=True)
     labels = labels or [CLASSES[i % 2] for i in range(len(correct))]
     samples = [Sample(f"img-{i:03d}.png", label) for i, label in enumerate(labels)]
     store = Store(folder / "run.sqlite")
     try:
-        store.begin_or_resume({"run": str(folder)}, samples, {"classes": CLASSES, "spec": {"model": folder.name}})
+        spec = {"model": {"name": folder.name}, "dataset": {"source": dataset}} if dataset else {"model": folder.name}
+        store.begin_or_resume({"run": str(folder)}, samples, {"classes": CLASSES, "spec": spec})
         for i, (sample, right) in enumerate(zip(samples, correct)):
             other = CLASSES[1 - CLASSES.index(sample.label)]
             if i in failed:
@@ -111,6 +113,20 @@ def test_report_compare_prints_the_comparison(tmp_path: Path) -> None:
     assert "difference A − B: +0.400" in result.output
     # 2 · P(X ≤ 1), X ~ Binomial(6, 1/2) = 2 · 7 / 64
     assert "McNemar's exact test: p = 0.2188 (A right and B wrong on 5 images, A wrong and B right on 1)" in result.output
+
+
+def test_runs_that_name_different_datasets_are_compared_with_a_note(tmp_path: Path) -> None:
+    """Equal file names need not be equal images: the README promises that `--compare` says so."""
+    pattern = [True, False, True, True]
+    a = write_run(tmp_path / "a", pattern, dataset="photos/2023")
+    same = write_run(tmp_path / "same", pattern, dataset="photos/2023")
+    other = write_run(tmp_path / "other", pattern, dataset="photos/2024")
+    assert comparing.compare(a, same).note is None
+    note = comparing.compare(a, other).note
+    assert note is not None and "photos/2023" in note and "photos/2024" in note
+    result = CliRunner().invoke(app, ["report", "--compare", str(a), str(other)])
+    assert result.exit_code == 0, result.output
+    assert f"note: {note}" in result.output
 
 
 def test_same_image_pairs_pick_runs_on_identical_images() -> None:

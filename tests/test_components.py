@@ -8,9 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from trees import make_tree  # noqa: E402
+from trees import make_tree
 
 REGISTER = ("import sys; sys.path.insert(0, {tests!r}); "
             "from classbench import strategies; "

@@ -74,9 +74,11 @@ def test_batch_invariance_is_reported_for_every_answer_of_every_model(smoke: str
     n_images = 8
     pattern = re.compile(
         r"batch invariance (?P<model>\S+) \(batch 1 vs 8, (?P<n>\d+) images\): "
-        r"closed-set (\d+)/(?P<closed>\d+) answers, (\d+)/(?P<closed_p>\d+) predictions differ; "
-        r"binary (\d+)/(?P<binary>\d+) answers, (\d+)/(?P<binary_p>\d+) predictions differ; "
-        r"likelihood (\d+)/(?P<likelihood>\d+) argmaxes differ")
+        r"closed-set (?P<closed_diff>\d+)/(?P<closed>\d+) answers, "
+        r"(?P<closed_p_diff>\d+)/(?P<closed_p>\d+) predictions differ; "
+        r"binary (?P<binary_diff>\d+)/(?P<binary>\d+) answers, "
+        r"(?P<binary_p_diff>\d+)/(?P<binary_p>\d+) predictions differ; "
+        r"likelihood (?P<likelihood_diff>\d+)/(?P<likelihood>\d+) argmaxes differ")
     found = {match["model"]: match for match in pattern.finditer(smoke)}
     assert set(found) == {spec.hub_id for spec in SPECS}
     background_excluded = len(gpu.CLASSES) - 1
@@ -86,6 +88,9 @@ def test_batch_invariance_is_reported_for_every_answer_of_every_model(smoke: str
         # Random weights never say yes, so binary asks every image every class but the background.
         assert int(match["binary"]) == n_images * background_excluded
         assert int(match["binary_p"]) == int(match["likelihood"]) == n_images
+        # On the CPU batch 1 and batch 8 agree exactly, as the README says ("identical ... --smoke on three").
+        differ = ("closed_diff", "closed_p_diff", "binary_diff", "binary_p_diff", "likelihood_diff")
+        assert [int(match[name]) for name in differ] == [0] * 5, match[0]
     assert re.search(r"^total \d+\.\d s$", smoke, re.MULTILINE)
 
 

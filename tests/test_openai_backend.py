@@ -26,6 +26,7 @@ pytest.importorskip("transformers")
 
 from fault_proxy import FaultProxy, every, first, never  # noqa: E402
 from openai_server import transformers_serve  # noqa: E402
+from store_rows import stored_rows  # noqa: E402
 
 from classbench.errors import UserError  # noqa: E402
 from classbench.models import load_model  # noqa: E402
@@ -248,14 +249,14 @@ def test_kill_9_mid_run_then_the_same_command_finishes_the_job(tree: Path, model
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while _answered(tmp_path) < 2:
+        while stored_rows(tmp_path, "questions", "error IS NULL") < 2:
             assert process.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
             time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
         process.wait()
     finally:
         proxy.slow_s = 6.0
-    before = _answered(tmp_path)
+    before = stored_rows(tmp_path, "questions", "error IS NULL")
     assert 2 <= before < N_IMAGES
 
     proxy.reset(never)
@@ -265,16 +266,6 @@ def test_kill_9_mid_run_then_the_same_command_finishes_the_job(tree: Path, model
     questions = _questions(tmp_path)
     assert len(questions) == N_IMAGES == len({image for image, *_ in questions})
     assert _metrics(tmp_path)["complete"]
-
-
-def _answered(out: Path) -> int:
-    if not (out / "run.sqlite").exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{out / 'run.sqlite'}?mode=ro", uri=True) as db:
-            return db.execute("SELECT COUNT(*) FROM questions WHERE error IS NULL").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
 
 
 def test_max_cost_stops_cleanly_and_a_higher_cap_finishes(tree: Path, model_dir: Path, proxy: FaultProxy,
@@ -307,4 +298,4 @@ def test_likelihood_on_a_server_without_logprobs_stops_at_the_first_answer(tree:
     assert "--strategy likelihood needs the first answer token's log-probabilities" in done.stderr
     assert "transformers serve ignores" in done.stderr and "--strategy closed-set or --strategy binary" in done.stderr
     assert len(proxy.records) == 1 and json.loads(proxy.records[0].body)["top_logprobs"] == 20
-    assert _answered(tmp_path) == 0
+    assert stored_rows(tmp_path, "questions", "error IS NULL") == 0

@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 
@@ -21,6 +20,7 @@ pytest.importorskip("transformers")
 
 import torch  # noqa: E402
 
+from in_process import classbench  # noqa: E402
 from tinymodels.full_forward import score_full_forward  # noqa: E402
 from tinymodels.tiny_models import Rig, make_rgb_images  # noqa: E402
 from tinymodels.tiny_published import MODEL_TYPE, PUBLISHED_ARCHITECTURES, build_published_vlm  # noqa: E402
@@ -59,18 +59,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Any:
         target.mkdir(parents=True, exist_ok=True)
         image.resize(SIZES[index % len(SIZES)]).save(target / f"img{index}.png")
     return folder, backend, tree
-
-
-def classbench(*args: str) -> int:
-    """`python -m classbench ARGS` in this process (the same `main`), so the tiny models' imports are paid once."""
-    from classbench.cli import main
-
-    with mock.patch.object(sys, "argv", ["classbench", *args]):
-        try:
-            main()
-        except SystemExit as done:
-            return int(done.code or 0)
-    return 0
 
 
 def stored_answers(out: Path) -> list[tuple]:

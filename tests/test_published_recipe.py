@@ -5,29 +5,16 @@ run the recipe against tiny models with `--recipe-model NAME=hf:DIR`."""
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
-from unittest import mock
 
 import pytest
+from in_process import classbench
 
 from classbench import published
 from classbench.errors import UserError
 
 SWEEP = (10, 25, 50, 75, 100, 150, 200)
 REMOTE_CODE = {"openbmb/MiniCPM-V-2_6", "OpenGVLab/InternVL2-2B", "microsoft/Phi-3-vision-128k-instruct"}
-
-
-def classbench(*args: str) -> int:
-    """`python -m classbench ARGS` in this process (the same `main`)."""
-    from classbench.cli import main
-
-    with mock.patch.object(sys, "argv", ["classbench", *args]):
-        try:
-            main()
-        except SystemExit as done:
-            return int(done.code or 0)
-    return 0
 
 
 def test_the_recipe_runs_the_eight_models_at_21_classes_and_the_class_count_sweep() -> None:

@@ -19,12 +19,12 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import pytest
 
 pytest.importorskip("transformers")
 
+import in_process  # noqa: E402
 from tinymodels.tiny_models import Rig, make_rgb_images  # noqa: E402
 from tinymodels.tiny_remote import FAMILIES, build_tiny_remote, skip_reason  # noqa: E402
 
@@ -92,15 +92,9 @@ def models() -> Any:
 
 def classbench(*args: str) -> tuple[int, str]:
     """`python -m classbench ARGS` in this process: (exit code, stderr)."""
-    from classbench import cli
-
     stderr = io.StringIO()
-    code = 0
-    with mock.patch.object(sys, "argv", ["classbench", *args]), contextlib.redirect_stderr(stderr):
-        try:
-            cli.main()
-        except SystemExit as exit_:
-            code = int(exit_.code or 0)
+    with contextlib.redirect_stderr(stderr):
+        code = in_process.classbench(*args)
     return code, stderr.getvalue()
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from store_rows import stored_rows
 from trees import add_broken, make_tree
 
 pytestmark = pytest.mark.slow
@@ -38,14 +39,6 @@ def command(tree: Path, out: Path, *extra: str) -> list[str]:
 def predictions(out: Path) -> list[dict[str, str]]:
     with (out / "predictions.csv").open() as handle:
         return [{k: row[k] for k in ("image", "label", "prediction", "status")} for row in csv.DictReader(handle)]
-
-
-def finished(out: Path) -> int:
-    try:
-        with sqlite3.connect(out / "run.sqlite", timeout=1) as db:
-            return db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +78,7 @@ def test_kill_nine_at_several_points_resumes_exactly(tree: Path, reference: Path
     for target in (0, 4, 13, 25):
         process = subprocess.Popen(command(tree, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120
-        while finished(out) < target and process.poll() is None and time.monotonic() < deadline:
+        while stored_rows(out, "predictions") < target and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
         if target == 0:
             time.sleep(1.0)  # killed while still importing or loading the model

@@ -15,11 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+from trees import CLASS_FOLDERS, make_tree
 
-from trees import CLASS_FOLDERS, make_tree  # noqa: E402
-
-from classbench.spec import RunSpec, identity_differences, stored, upgrade  # noqa: E402
+from classbench.spec import RunSpec, identity_differences, stored, upgrade
 
 OLD = Path(__file__).parent / "data" / "run-0.1-direct"
 OLD_TREE = "/tmp/fx/tree"

@@ -21,14 +21,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from trees import make_tree
 
-sys.path.insert(0, str(Path(__file__).parent.parent))
-
-from trees import make_tree  # noqa: E402
-
-from classbench.models import load_model  # noqa: E402
-from classbench.models.base import GenerationRequest  # noqa: E402
-from classbench.models.api_response import Malformed, parse_completion  # noqa: E402
+from classbench.models import load_model
+from classbench.models.base import GenerationRequest
+from classbench.models.api_response import Malformed, parse_completion
 
 KEY = "sk-TestKey-AbCdEf123456"
 Handler = Callable[[bytes, asyncio.StreamWriter], "asyncio.Future[None] | None"]

@@ -11,13 +11,13 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from store_rows import stored_rows
 from trees import make_tree, photo
 
 pytestmark = pytest.mark.slow
@@ -33,14 +33,6 @@ def classbench(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 def run_args(dataset: Path, out: Path, *extra: str) -> list[str]:
     return ["run", "--dataset", str(dataset), "--model", "efficientnet-lite0", "--out", str(out), "--no-progress",
             *extra]
-
-
-def answered(out: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{out / 'run.sqlite'}?mode=ro", uri=True, timeout=1) as db:
-            return db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +55,7 @@ def test_ctrl_c_exits_130_saying_what_was_saved_and_a_second_run_is_refused(tmp_
                              stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while answered(out) < 3 and first.poll() is None and time.monotonic() < deadline:
+        while stored_rows(out, "predictions") < 3 and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert first.poll() is None, first.communicate()
         second = classbench(*run_args(data, out, "--batch-size", "1"))
@@ -77,7 +69,7 @@ def test_ctrl_c_exits_130_saying_what_was_saved_and_a_second_run_is_refused(tmp_
         if first.poll() is None:
             first.kill()
     assert first.returncode == 130, stderr
-    saved = answered(out)
+    saved = stored_rows(out, "predictions")
     assert 3 <= saved < 300
     last = stderr.strip().splitlines()[-1]
     assert last == (f"interrupted; {saved} of 300 images are answered and saved in {out}. Resume with: classbench "
