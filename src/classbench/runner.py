@@ -68,7 +68,7 @@ def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callabl
 
 def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None], check_batching: bool,
          executor: Executor, datasets: DatasetCache) -> RunResult:
-    done = _done_without_data(spec, out)
+    done = done_without_data(spec, out)
     if done is not None:
         log(f"resuming {out}: {done} of {done} images done")
         return RunResult(out, True, 0, done)
@@ -173,7 +173,7 @@ def _write(commits: Committer, records: list[Record], decided: int, clock: float
     return now
 
 
-def _done_without_data(spec: RunSpec, out: Path) -> int | None:
+def done_without_data(spec: RunSpec, out: Path) -> int | None:
     """The image count of a finished run of this spec in `out`, found from its store alone, so
     running it again neither scans the dataset nor loads the model; None when work is left."""
     if not (out / STORE_NAME).is_file():
