@@ -287,11 +287,6 @@ def explain(error: ValidationError, source: str | None = None) -> str:
 
 # --- stored specs: upgrading classbench 0.1's flat records ------------------------------------------
 
-def is_flat(record: dict[str, Any]) -> bool:
-    """classbench 0.1 stored the spec flat: `model` was a name, not a {name, settings} mapping."""
-    return isinstance(record.get("model"), str)
-
-
 def upgrade(flat: dict[str, Any]) -> dict[str, Any]:
     """A classbench 0.1 (flat) spec or identity in the nested form, for a resume or a report.
 
@@ -307,7 +302,8 @@ def upgrade(flat: dict[str, Any]) -> dict[str, Any]:
 def stored(record: dict[str, Any] | None) -> dict[str, Any]:
     """A spec read back from a run folder, in the nested form whatever release wrote it."""
     record = dict(record or {})
-    return upgrade(record) if is_flat(record) else record
+    flat = isinstance(record.get("model"), str)  # 0.1 stored `model` as a name, not {name, settings}
+    return upgrade(record) if flat else record
 
 
 def flat_view(record: dict[str, Any] | None) -> dict[str, Any]:
