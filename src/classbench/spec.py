@@ -119,13 +119,7 @@ class RunSpec(_Section):
     def _component_settings(self) -> RunSpec:
         """Validate each component's settings with its own class and keep them complete (defaults
         written out), so the stored record says exactly what ran."""
-        from classbench import models, strategies
-
-        model = models.validate_settings(self.model.name, self.model.settings)
-        try:
-            strategy = strategies.settings_class(self.strategy.name)(**self.strategy.settings)
-        except ValidationError as error:
-            raise UserError(explain(error, f"strategy {self.strategy.name}")) from None
+        model, strategy = self.model_settings(), self.strategy_settings()
         object.__setattr__(self, "model", ComponentSpec(name=self.model.name, settings=model.values()))
         object.__setattr__(self, "strategy", ComponentSpec(name=self.strategy.name, settings=strategy.values()))
         return self
@@ -138,7 +132,10 @@ class RunSpec(_Section):
     def strategy_settings(self) -> Any:
         from classbench import strategies
 
-        return strategies.settings_class(self.strategy.name)(**self.strategy.settings)
+        try:
+            return strategies.settings_class(self.strategy.name)(**self.strategy.settings)
+        except ValidationError as error:
+            raise UserError(explain(error, f"strategy {self.strategy.name}")) from None
 
     def shots(self) -> int:
         """Held-out shots per class: the spec's, else what the strategy declares it needs."""
