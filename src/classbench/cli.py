@@ -90,14 +90,10 @@ def run(
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
     **settings: Any,
 ) -> None:
-    from classbench.spec import build_spec
+    passed = locals()  # every general setting is a parameter of its own, named as in spec.GENERAL
+    from classbench.spec import GENERAL, build_spec
 
-    general = dict(dataset=dataset, dataset_root=dataset_root, download=download, model=model, strategy=strategy,
-                   classes=classes, class_list=class_list, per_class=per_class, shots=shots, seed=seed,
-                   background=background, label_file=label_file, split=split, image_column=image_column,
-                   label_column=label_column, batch_size=batch_size, device=device, max_cost=max_cost,
-                   max_image_pixels=max_image_pixels, max_aspect_ratio=max_aspect_ratio, executor=executor,
-                   workers=workers, gpus_per_worker=gpus_per_worker, ray_address=ray_address, ship_images=ship_images)
+    general = {name: passed[name] for name in (*GENERAL, "model", "strategy")}
     spec, config_out, _ = build_spec(config, {**general, **given(settings)}, parse_options(option))
     folder = out or (Path(config_out) if config_out else default_out(spec.model.name, spec.strategy.name,
                                                                       spec.identity_hash()))

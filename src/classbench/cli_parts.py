@@ -3,6 +3,8 @@ options, and the progress bar."""
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Iterable
 from typing import Any
 
 from classbench.errors import UserError
@@ -21,20 +23,21 @@ def parse_options(values: list[str]) -> dict[str, Any]:
     return parsed
 
 
+def with_parameters(function: Any, parameters: Iterable[inspect.Parameter]) -> Any:
+    """Give a command taking `**settings` each of `parameters` it does not define itself, after its own
+    (typer reads the signature, so each becomes an option)."""
+    own = [p for p in inspect.signature(function, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    names = {p.name for p in own}
+    added = [p for p in parameters if p.name not in names]
+    function.__signature__ = inspect.Signature([*own, *added])
+    function.__annotations__ = {p.name: p.annotation for p in (*own, *added)}
+    return function
+
+
 def with_settings_of(command: Any) -> Any:
     """Give a command every option of `command` it does not define itself, so `sweep` takes exactly the
     settings `run` takes (including ones added later) without a second copy of the list."""
-    import inspect
-
-    def decorate(function: Any) -> Any:
-        own = [p for p in inspect.signature(function, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
-        names = {p.name for p in own}
-        shared = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name not in names]
-        function.__signature__ = inspect.Signature([*own, *shared])
-        function.__annotations__ = {p.name: p.annotation for p in (*own, *shared)}
-        return function
-
-    return decorate
+    return lambda function: with_parameters(function, inspect.signature(command, eval_str=True).parameters.values())
 
 
 class RichProgress:

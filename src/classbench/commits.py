@@ -17,12 +17,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from classbench.records import Prediction, Question
+from classbench.records import Record
 from classbench.store import Store
 
 COMMIT_EVERY_S = 0.2
-Record = tuple[str, list[Question], Prediction | None]
-"""One image's new questions, and its prediction when it is final."""
 
 
 class Committer:

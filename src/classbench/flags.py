@@ -84,12 +84,9 @@ def _parameter(flag: Flag) -> inspect.Parameter:
 
 def with_setting_flags(function: Callable[..., Any]) -> Callable[..., Any]:
     """Give a command taking `**settings` one option per declared setting (after its own options)."""
-    own = [p for p in inspect.signature(function, eval_str=True).parameters.values() if p.kind is not p.VAR_KEYWORD]
-    names = {p.name for p in own}
-    generated = [_parameter(flag) for name, flag in setting_flags().items() if name not in names]
-    function.__signature__ = inspect.Signature([*own, *generated])  # type: ignore[attr-defined]
-    function.__annotations__ = {p.name: p.annotation for p in (*own, *generated)}
-    return function
+    from classbench.cli_parts import with_parameters
+
+    return with_parameters(function, [_parameter(flag) for flag in setting_flags().values()])
 
 
 def given(settings: dict[str, Any]) -> dict[str, Any]:

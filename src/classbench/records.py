@@ -63,6 +63,11 @@ class Prediction:
     detail: dict[str, Any] | None = field(default=None)
 
 
+Record = tuple[str, list[Question], Prediction | None]
+"""One image's new questions, and its prediction once it is decided: what executors hand back and
+the runner writes."""
+
+
 @dataclass(frozen=True)
 class RunRecords:
     """What a strategy's summary reads: the run's label set, its provenance and every stored record."""

@@ -21,8 +21,9 @@ from classbench.datasets import read_class_list, select
 from classbench.datasets.cache import DatasetCache
 from classbench.datasets.templates import with_dataset_templates
 from classbench.errors import UserError
-from classbench.executors import Chunk, Executor, Job, Record, chunks_of, make_executor
+from classbench.executors import Chunk, Executor, Job, chunks_of, make_executor
 from classbench.executors.local import ModelPool
+from classbench.records import Record
 from classbench.spec import RunSpec
 from classbench.store import STORE_NAME, Store
 
@@ -67,7 +68,7 @@ def run(spec: RunSpec, out: Path, progress: Progress | None = None, log: Callabl
 
 def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None], check_batching: bool,
          executor: Executor, datasets: DatasetCache) -> RunResult:
-    done = _done_without_data(spec, out)
+    done = done_without_data(spec, out)
     if done is not None:
         log(f"resuming {out}: {done} of {done} images done")
         return RunResult(out, True, 0, done)
@@ -77,7 +78,6 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
     class_list = read_class_list(sample.class_list) if sample.class_list else None
     selection = select(dataset, sample.classes, sample.per_class, sample.seed, sample.background, shots=spec.shots(),
                        class_list=class_list)
-    out.mkdir(parents=True, exist_ok=True)
     new_run = not (out / STORE_NAME).exists()
     store = Store(out / STORE_NAME)
     try:
@@ -91,7 +91,7 @@ def _run(spec: RunSpec, out: Path, progress: Progress, log: Callable[[str], None
         )
         for reason, count in sorted(dataset.skipped.items()):
             log(f"skipped {count} {reason}{'s' if count != 1 else ''} in {dataset.name}")
-        finished = _finished(store)
+        finished = store.finished_images()  # answered, or unreadable (model errors are retried)
         pending = [sample for sample in selection.samples if sample.id not in finished]
         if resumed:
             log(f"resuming {out}: {len(selection.samples) - len(pending)} of {len(selection.samples)} images done")
@@ -141,11 +141,11 @@ def _loop(store: Store, executor: Executor, chunks: list[Chunk], progress: Progr
     commits = Committer(store)
     try:
         for answered in executor.answer(chunks, admit):
-            for _, _, prediction in answered.records:
-                if prediction is not None:
-                    streak = streak + 1 if prediction.status == "failed" else 0
-                    asked += 1
-            clock = _write(commits, answered.records, clock, progress)
+            decided = [prediction for _, _, prediction in answered.records if prediction is not None]
+            for prediction in decided:
+                streak = streak + 1 if prediction.status == "failed" else 0
+            asked += len(decided)
+            clock = _write(commits, answered.records, len(decided), clock, progress)
             if answered.last:
                 commits.flush()
                 store.update_session(peak_rss_gb=_peak_rss_gb(), peak_gpu_gb=executor.peak_gpu_gb())
@@ -162,19 +162,18 @@ def _loop(store: Store, executor: Executor, chunks: list[Chunk], progress: Progr
     return asked
 
 
-def _write(commits: Committer, records: list[Record], clock: float,
-           progress: Progress) -> float:
-    """Hand records to the committer: in the store within 0.2 s, and at the chunk's end (`commits.flush`)."""
+def _write(commits: Committer, records: list[Record], decided: int, clock: float, progress: Progress) -> float:
+    """Hand records (`decided` of them final) to the committer: in the store within 0.2 s, and at
+    the chunk's end (`commits.flush`)."""
     if not records:
         return clock
     now = perf_counter()
-    done = sum(1 for _, _, prediction in records if prediction is not None)
-    commits.add(records, done, now - clock)
-    progress.advance(done)
+    commits.add(records, decided, now - clock)
+    progress.advance(decided)
     return now
 
 
-def _done_without_data(spec: RunSpec, out: Path) -> int | None:
+def done_without_data(spec: RunSpec, out: Path) -> int | None:
     """The image count of a finished run of this spec in `out`, found from its store alone, so
     running it again neither scans the dataset nor loads the model; None when work is left."""
     if not (out / STORE_NAME).is_file():
@@ -184,11 +183,6 @@ def _done_without_data(spec: RunSpec, out: Path) -> int | None:
         return store.done_without_data(spec.identity())
     finally:
         store.close()
-
-
-def _finished(store: Store) -> set[str]:
-    """Images that need no more work: answered, or unreadable (model errors are retried)."""
-    return store.finished_images()
 
 
 def _check_same_model(store: Store, described: dict) -> None:

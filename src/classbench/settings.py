@@ -17,6 +17,7 @@ only), for settings few users need and whose name is no good flag (the probe's `
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
@@ -81,15 +82,18 @@ def option_only(default: Any = None, description: str = "", runtime_setting: boo
     return Field(default=default, description=description, json_schema_extra=extra, **constraints)
 
 
+def _unwrap_optional(annotation: Any) -> Any:
+    """`X | None` (or `Optional[X]`) as X; any other annotation (a union of several types too) as it is."""
+    if get_origin(annotation) in (Union, UnionType):
+        inner = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(inner) == 1:
+            return inner[0]
+    return annotation
+
+
 def _numeric(annotation: Any) -> bool:
     """An int or float setting, optional or not (a bool is no number here)."""
-    if annotation in (int, float):
-        return True
-    origin = get_origin(annotation)
-    if origin is Union or str(origin) == "<class 'types.UnionType'>":
-        inner = [arg for arg in get_args(annotation) if arg is not type(None)]
-        return len(inner) == 1 and inner[0] in (int, float)
-    return False
+    return _unwrap_optional(annotation) in (int, float)
 
 
 def _marked(info: Any, marker: str) -> bool:
@@ -127,12 +131,10 @@ def describe(settings: type[Settings]) -> list[SettingInfo]:
 
 
 def _kind(annotation: Any) -> tuple[type, tuple[str, ...]]:
+    annotation = _unwrap_optional(annotation)
     origin = get_origin(annotation)
     if origin is Literal:
         return str, tuple(str(value) for value in get_args(annotation))
-    if origin is Union or str(origin) == "<class 'types.UnionType'>":
-        inner = [arg for arg in get_args(annotation) if arg is not type(None)]
-        return _kind(inner[0]) if len(inner) == 1 else (str, ())
     if origin in (list, tuple):
         return list, ()
     if annotation in (bool, int, float, str):

@@ -119,13 +119,7 @@ class RunSpec(_Section):
     def _component_settings(self) -> RunSpec:
         """Validate each component's settings with its own class and keep them complete (defaults
         written out), so the stored record says exactly what ran."""
-        from classbench import models, strategies
-
-        model = models.validate_settings(self.model.name, self.model.settings)
-        try:
-            strategy = strategies.settings_class(self.strategy.name)(**self.strategy.settings)
-        except ValidationError as error:
-            raise UserError(explain(error, f"strategy {self.strategy.name}")) from None
+        model, strategy = self.model_settings(), self.strategy_settings()
         object.__setattr__(self, "model", ComponentSpec(name=self.model.name, settings=model.values()))
         object.__setattr__(self, "strategy", ComponentSpec(name=self.strategy.name, settings=strategy.values()))
         return self
@@ -138,7 +132,10 @@ class RunSpec(_Section):
     def strategy_settings(self) -> Any:
         from classbench import strategies
 
-        return strategies.settings_class(self.strategy.name)(**self.strategy.settings)
+        try:
+            return strategies.settings_class(self.strategy.name)(**self.strategy.settings)
+        except ValidationError as error:
+            raise UserError(explain(error, f"strategy {self.strategy.name}")) from None
 
     def shots(self) -> int:
         """Held-out shots per class: the spec's, else what the strategy declares it needs."""
@@ -287,11 +284,6 @@ def explain(error: ValidationError, source: str | None = None) -> str:
 
 # --- stored specs: upgrading classbench 0.1's flat records ------------------------------------------
 
-def is_flat(record: dict[str, Any]) -> bool:
-    """classbench 0.1 stored the spec flat: `model` was a name, not a {name, settings} mapping."""
-    return isinstance(record.get("model"), str)
-
-
 def upgrade(flat: dict[str, Any]) -> dict[str, Any]:
     """A classbench 0.1 (flat) spec or identity in the nested form, for a resume or a report.
 
@@ -307,7 +299,8 @@ def upgrade(flat: dict[str, Any]) -> dict[str, Any]:
 def stored(record: dict[str, Any] | None) -> dict[str, Any]:
     """A spec read back from a run folder, in the nested form whatever release wrote it."""
     record = dict(record or {})
-    return upgrade(record) if is_flat(record) else record
+    flat = isinstance(record.get("model"), str)  # 0.1 stored `model` as a name, not {name, settings}
+    return upgrade(record) if flat else record
 
 
 def flat_view(record: dict[str, Any] | None) -> dict[str, Any]:

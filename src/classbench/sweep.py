@@ -86,20 +86,9 @@ def check_sizes(spec: RunSpec, sizes: Sequence[int], datasets: DatasetCache | No
 
 def pending(points: Sequence[Point]) -> list[Point]:
     """The points with work left (a finished point is known from its store, without the dataset)."""
-    from classbench.store import STORE_NAME, Store
+    from classbench.runner import done_without_data
 
-    left = []
-    for point in points:
-        path = point.folder / STORE_NAME
-        if path.is_file():
-            store = Store(path)
-            try:
-                if store.done_without_data(point.spec.identity()) is not None:
-                    continue
-            finally:
-                store.close()
-        left.append(point)
-    return left
+    return [point for point in points if done_without_data(point.spec, point.folder) is None]
 
 
 def run_points(points: Sequence[Point], execute: Callable[[Point], dict[str, Any]],

@@ -20,13 +20,8 @@ from typing import Any
 
 from classbench.datasets.base import Dataset, Sample
 from classbench.errors import UserError
-from classbench.records import Prediction, Question
+from classbench.records import Question, Record
 from classbench.spec import RunSpec, RuntimeSpec
-
-Record = tuple[str, list[Question], Prediction | None]
-"""One image's new questions, and its prediction once it is decided: what the runner writes."""
-
-EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,16 @@ def context_for(job: Job, out: Any, load_image: Callable[[Sample], Any]) -> Cont
                    batch_size=spec.runtime.batch_size, out=out, shots=job.shots, load_image=load_image)
 
 
+def build_strategy(job: Job, model: Backend, context: Context) -> Strategy:
+    return strategies.build(job.spec.strategy.name, model, job.spec.strategy_settings(), context)
+
+
+def started(job: Job, model: Backend, strategy: Strategy, load_s: float) -> Started:
+    """What the runner stores about the model and strategy, wherever they were built."""
+    device = str(model.settings.get("device", job.spec.runtime.device))
+    return Started(model.describe(), strategy.describe(), model.model_id, strategy.name, load_s, device)
+
+
 class LocalExecutor(Executor):
     name = "local"
 
@@ -74,12 +84,9 @@ class LocalExecutor(Executor):
     def start(self, job: Job, dataset: Dataset, out: Path) -> Started:
         self.model, load_s = self.models.get(job.spec)
         self.context = context_for(job, out, dataset.load)
-        self.strategy = strategies.build(job.spec.strategy.name, self.model, job.spec.strategy_settings(),
-                                         self.context)
+        self.strategy = build_strategy(job, self.model, self.context)
         self.dataset, self.job = dataset, job
-        device = str(self.model.settings.get("device", job.spec.runtime.device))
-        return Started(self.model.describe(), self.strategy.describe(), self.model.model_id, self.strategy.name,
-                       load_s, device)
+        return started(job, self.model, self.strategy, load_s)
 
     def answer(self, chunks: Sequence[Chunk], admit: Callable[[Chunk], Chunk]) -> Iterator[Answered]:
         strategy, dataset = self.strategy, self.dataset
@@ -101,9 +108,8 @@ class LocalExecutor(Executor):
     def check_batching(self, dataset: Dataset, pending: list[Sample], log: Callable[[str], None]) -> None:
         from classbench import batching
 
-        spec = self.job.spec
-        batching.check(lambda size: strategies.build(spec.strategy.name, self.model, spec.strategy_settings(),
-                                                     replace(self.context, batch_size=size)), dataset, pending, log)
+        batching.check(lambda size: build_strategy(self.job, self.model, replace(self.context, batch_size=size)),
+                       dataset, pending, log)
 
     def peak_gpu_gb(self) -> float | None:
         return self.model.peak_gpu_gb() if self.model is not None else None

@@ -169,8 +169,8 @@ class RayExecutor(Executor):
                 pending[fresh.actor.start.remote(self.job, self.files, self.shots)] = fresh
 
     def _new_slot(self, replaces: int | None = None) -> _Slot:
-        registries = _registries(self.job) if self.job is not None else {}
-        actor = self.actor_class.remote([path for path in sys.path if path and Path(path).is_dir()], registries)
+        actor = self.actor_class.remote([path for path in sys.path if path and Path(path).is_dir()],
+                                        _registries(self.job))  # `start` sets the job before any slot is made
         self.numbered += 1
         return _Slot(self.numbered, actor, where=actor.where.remote(), replaces=replaces)
 

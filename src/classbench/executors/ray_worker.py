@@ -21,7 +21,7 @@ from typing import Any
 from classbench import images, strategies
 from classbench.datasets.base import Dataset, Sample
 from classbench.executors import Chunk, Job, Record, Started
-from classbench.executors.local import ModelPool, context_for
+from classbench.executors.local import ModelPool, build_strategy, context_for, started
 from classbench.executors.shipping import Shipped, unpack
 from classbench.executors.work import ask_chunk, load_chunk
 from classbench.strategies.base import Strategy
@@ -72,13 +72,10 @@ class Worker:
             folder = Path(tempfile.mkdtemp(dir=self.scratch))
             for name, data in files.items():
                 (folder / name).write_bytes(data)
-            self.strategy = strategies.build(job.spec.strategy.name, model, job.spec.strategy_settings(),
-                                             context_for(job, folder, self._load_shot))
+            self.strategy = build_strategy(job, model, context_for(job, folder, self._load_shot))
             written = {path.name: path.read_bytes() for path in sorted(folder.iterdir())
                        if path.is_file() and files.get(path.name) != path.read_bytes()}
-            device = str(model.settings.get("device", job.spec.runtime.device))
-            return Started(model.describe(), self.strategy.describe(), model.model_id, self.strategy.name, load_s,
-                           device), written
+            return started(job, model, self.strategy, load_s), written
 
     def answer(self, chunk: Chunk, shipped: dict[str, Shipped] | None) -> tuple[list[Record], float, float | None]:
         """The chunk's records, the seconds spent on it, and the model's peak GPU memory."""
